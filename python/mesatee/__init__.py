@@ -1,0 +1,73 @@
+"""mesatee: universal secure computing in a trusted execution environment.
+
+Importing the package loads no native code: names that need the enclave
+library (``Enclave``) load it on first use, so a data owner's laptop can use
+the pure-Python parts (evidence verification, parties) without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mesatee.errors import (
+    AttestationError,
+    BoundaryError,
+    CryptoError,
+    EnclaveLoadError,
+    EvidenceFormatError,
+    FormatError,
+    InvalidArgumentError,
+    MesateeError,
+    PlatformError,
+    SealingError,
+    Status,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "AttestationPolicy": "mesatee.core.attestation",
+    "VerifiedClaims": "mesatee.core.attestation",
+    "verify_evidence": "mesatee.core.attestation",
+    "Enclave": "mesatee.core.enclave",
+    "EnclaveIdentity": "mesatee.core.enclave",
+    "PublicKeys": "mesatee.core.enclave",
+    "platform_root_certificate": "mesatee.core.enclave",
+}
+
+if TYPE_CHECKING:
+    from mesatee.core.attestation import AttestationPolicy, VerifiedClaims, verify_evidence
+    from mesatee.core.enclave import Enclave, EnclaveIdentity, PublicKeys, platform_root_certificate
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mesatee' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AttestationError",
+    "AttestationPolicy",
+    "BoundaryError",
+    "CryptoError",
+    "Enclave",
+    "EnclaveIdentity",
+    "EnclaveLoadError",
+    "EvidenceFormatError",
+    "FormatError",
+    "InvalidArgumentError",
+    "MesateeError",
+    "PlatformError",
+    "PublicKeys",
+    "SealingError",
+    "Status",
+    "VerifiedClaims",
+    "platform_root_certificate",
+    "verify_evidence",
+]

@@ -1,0 +1,1 @@
+"""Compiled parts, installed here by CMake: the cffi module, libmesatee_host, the signed enclave image."""

@@ -1,0 +1,1 @@
+"""Layer 2: the enclave, evidence verification, signing and wire formats."""

@@ -1,0 +1,126 @@
+"""The one exception hierarchy of mesatee, and the status codes behind it.
+
+The numbers mirror ``edl/mesatee_types.h`` (a test checks them against the
+compiled library). This module imports nothing else of mesatee, so every layer
+can raise these errors.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    INVALID_ARGUMENT = 1
+    BUFFER_TOO_SMALL = 2
+    OUT_OF_MEMORY = 3
+    INTERNAL = 4
+    CRYPTO = 5
+    BOUNDARY = 6
+    FORMAT = 10
+    PLATFORM = 20
+    IMAGE_LOAD = 30
+    IMAGE_MODIFIED = 31
+    SIGNATURE_INVALID = 32
+    SIGNATURE_MISMATCH = 33
+    UNSEAL_FAILED = 40
+    SEAL_VERSION = 41
+    EVIDENCE_MALFORMED = 50
+    PLATFORM_NOT_ALLOWED = 51
+    UNTRUSTED_ROOT = 52
+    CERTIFICATE_INVALID = 53
+    REPORT_SIGNATURE_INVALID = 54
+    CLAIMS_MISMATCH = 55
+    NONCE_MISMATCH = 56
+    MRENCLAVE_MISMATCH = 57
+    MRSIGNER_MISMATCH = 58
+    PRODUCT_ID_MISMATCH = 59
+    SECURITY_VERSION_TOO_LOW = 60
+    DEBUG_NOT_ALLOWED = 61
+    UNSUPPORTED_PLATFORM = 62
+
+
+class MesateeError(Exception):
+    """Root of every error mesatee raises; ``status`` says which check failed."""
+
+    default_status = Status.INTERNAL
+
+    def __init__(self, message: str, status: Status | None = None) -> None:
+        super().__init__(message)
+        self.status = Status(status if status is not None else self.default_status)
+
+
+class InvalidArgumentError(MesateeError, ValueError):
+    default_status = Status.INVALID_ARGUMENT
+
+
+class CryptoError(MesateeError):
+    default_status = Status.CRYPTO
+
+
+class BoundaryError(MesateeError):
+    """A buffer was refused at the enclave boundary (EDL bridge)."""
+
+    default_status = Status.BOUNDARY
+
+
+class FormatError(MesateeError, ValueError):
+    """Input that crossed a trust boundary is malformed."""
+
+    default_status = Status.FORMAT
+
+
+class PlatformError(MesateeError):
+    """The platform folder is missing, unreadable or unsafe."""
+
+    default_status = Status.PLATFORM
+
+
+class EnclaveLoadError(MesateeError):
+    """The enclave image or its signature file was refused."""
+
+    default_status = Status.IMAGE_LOAD
+
+
+class SealingError(MesateeError):
+    """A sealed blob did not open (tampered, wrong AAD, other enclave or platform, newer version)."""
+
+    default_status = Status.UNSEAL_FAILED
+
+
+class AttestationError(MesateeError):
+    """Evidence failed verification; ``status`` names the failed check."""
+
+    default_status = Status.REPORT_SIGNATURE_INVALID
+
+
+class EvidenceFormatError(AttestationError, FormatError):
+    default_status = Status.EVIDENCE_MALFORMED
+
+
+_CLASS_BY_STATUS: dict[Status, type[MesateeError]] = {
+    Status.INVALID_ARGUMENT: InvalidArgumentError,
+    Status.CRYPTO: CryptoError,
+    Status.BOUNDARY: BoundaryError,
+    Status.FORMAT: FormatError,
+    Status.PLATFORM: PlatformError,
+    Status.IMAGE_LOAD: EnclaveLoadError,
+    Status.IMAGE_MODIFIED: EnclaveLoadError,
+    Status.SIGNATURE_INVALID: EnclaveLoadError,
+    Status.SIGNATURE_MISMATCH: EnclaveLoadError,
+    Status.UNSEAL_FAILED: SealingError,
+    Status.SEAL_VERSION: SealingError,
+    Status.EVIDENCE_MALFORMED: EvidenceFormatError,
+}
+
+
+def error_for_status(status: int, message: str) -> MesateeError:
+    """The exception for a status code (unknown codes become ``MesateeError``)."""
+    try:
+        known = Status(status)
+    except ValueError:
+        return MesateeError(f"{message} (unknown status {status})", Status.INTERNAL)
+    if Status.PLATFORM_NOT_ALLOWED <= known <= Status.UNSUPPORTED_PLATFORM:
+        return AttestationError(message, known)
+    return _CLASS_BY_STATUS.get(known, MesateeError)(message, known)

@@ -1,0 +1,94 @@
+#include "crypto.hpp"
+
+namespace mesatee::crypto {
+namespace {
+
+// Fetched once: looking an algorithm up by name on every call costs more than sealing 4 KiB.
+const EVP_CIPHER* aes256gcm() {
+    static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+    if (!cipher) crypto_fail("AES-256-GCM fetch");
+    return cipher;
+}
+
+CipherCtxPtr gcm_context(ByteView key, ByteView iv, bool encrypt) {
+    if (key.size != 32 || iv.size != kGcmIvSize) fail(MESATEE_ERROR_INTERNAL, "AES-GCM key or IV has the wrong size");
+    CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+    if (!ctx) crypto_fail("cipher context");
+    check_ossl(EVP_CipherInit_ex2(ctx.get(), aes256gcm(), key.data, iv.data, encrypt ? 1 : 0, nullptr),
+               "AES-GCM init");
+    return ctx;
+}
+
+// libcrypto takes int lengths: feed large inputs in pieces.
+constexpr size_t kStep = size_t(1) << 30;
+
+void feed_aad(EVP_CIPHER_CTX* ctx, ByteView aad) {
+    for (size_t done = 0; done < aad.size; done += kStep) {
+        int n = 0;
+        size_t len = std::min(kStep, aad.size - done);
+        check_ossl(EVP_CipherUpdate(ctx, nullptr, &n, aad.data + done, static_cast<int>(len)), "AES-GCM AAD");
+    }
+}
+
+void feed(EVP_CIPHER_CTX* ctx, ByteView in, uint8_t* out) {
+    for (size_t done = 0; done < in.size; done += kStep) {
+        int n = 0;
+        size_t len = std::min(kStep, in.size - done);
+        check_ossl(EVP_CipherUpdate(ctx, out + done, &n, in.data + done, static_cast<int>(len)), "AES-GCM update");
+    }
+}
+
+}  // namespace
+
+void aes256gcm_encrypt(ByteView key, ByteView iv, ByteView aad1, ByteView aad2, ByteView plaintext, uint8_t* out) {
+    CipherCtxPtr ctx = gcm_context(key, iv, true);
+    feed_aad(ctx.get(), aad1);
+    feed_aad(ctx.get(), aad2);
+    feed(ctx.get(), plaintext, out);
+    int n = 0;
+    check_ossl(EVP_CipherFinal_ex(ctx.get(), out + plaintext.size, &n), "AES-GCM final");
+    check_ossl(EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTagSize, out + plaintext.size),
+               "AES-GCM tag");
+}
+
+bool aes256gcm_decrypt(ByteView key, ByteView iv, ByteView aad1, ByteView aad2, ByteView ciphertext, ByteView tag,
+                       uint8_t* out) {
+    if (tag.size != kGcmTagSize) return false;
+    CipherCtxPtr ctx = gcm_context(key, iv, false);
+    feed_aad(ctx.get(), aad1);
+    feed_aad(ctx.get(), aad2);
+    feed(ctx.get(), ciphertext, out);
+    check_ossl(EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTagSize, const_cast<uint8_t*>(tag.data)),
+               "AES-GCM tag");
+    int n = 0;
+    if (EVP_CipherFinal_ex(ctx.get(), out + ciphertext.size, &n) == 1) return true;
+    ERR_clear_error();
+    OPENSSL_cleanse(out, ciphertext.size);  // never hand out unauthenticated plaintext
+    return false;
+}
+
+PkeyPtr raw_private_key(int type, ByteView secret) {
+    PkeyPtr key(EVP_PKEY_new_raw_private_key(type, nullptr, secret.data, secret.size));
+    if (!key) crypto_fail("raw private key");
+    return key;
+}
+
+Bytes raw_public_key(EVP_PKEY* key) {
+    Bytes out(32);
+    size_t n = out.size();
+    check_ossl(EVP_PKEY_get_raw_public_key(key, out.data(), &n), "raw public key");
+    if (n != 32) fail(MESATEE_ERROR_CRYPTO, "public key has an unexpected size");
+    return out;
+}
+
+Bytes ed25519_sign(EVP_PKEY* key, ByteView message) {
+    MdCtxPtr ctx(EVP_MD_CTX_new());
+    if (!ctx) crypto_fail("signature context");
+    check_ossl(EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key), "Ed25519 init");
+    Bytes sig(64);
+    size_t n = sig.size();
+    check_ossl(EVP_DigestSign(ctx.get(), sig.data(), &n, message.data, message.size), "Ed25519 sign");
+    return sig;
+}
+
+}  // namespace mesatee::crypto

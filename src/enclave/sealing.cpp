@@ -1,0 +1,75 @@
+#include "sealing.hpp"
+
+#include <string>
+
+#include "crypto.hpp"
+#include "platform/platform.hpp"
+
+namespace mesatee::sealing {
+namespace {
+
+constexpr char kMagic[] = "MTSB";
+constexpr uint8_t kVersion = 1;
+
+struct Header {
+    mesatee_seal_policy policy;
+    uint16_t security_version;
+    ByteView key_id;
+    ByteView iv;
+    ByteView ciphertext;
+    ByteView tag;
+};
+
+Header parse(ByteView blob) {
+    Reader r(blob, "sealed blob");
+    r.expect(literal(kMagic), "magic");
+    if (uint8_t v = r.u8("version"); v != kVersion) r.reject("unsupported version " + std::to_string(v));
+    uint8_t policy = r.u8("policy");
+    if (policy != MESATEE_SEAL_UNIQUE && policy != MESATEE_SEAL_PRODUCT)
+        r.reject("unknown policy " + std::to_string(policy));
+    Header h{static_cast<mesatee_seal_policy>(policy), r.u16("security version"), r.take(32, "key id"),
+             r.take(crypto::kGcmIvSize, "iv"), {}, {}};
+    if (r.remaining() < crypto::kGcmTagSize) r.take(crypto::kGcmTagSize, "tag");
+    h.ciphertext = r.take(r.remaining() - crypto::kGcmTagSize, "ciphertext");
+    h.tag = r.take(crypto::kGcmTagSize, "tag");
+    return h;
+}
+
+}  // namespace
+
+void seal(mesatee_seal_policy policy, ByteView plaintext, ByteView aad, uint8_t* out) {
+    if (policy != MESATEE_SEAL_UNIQUE && policy != MESATEE_SEAL_PRODUCT)
+        fail(MESATEE_ERROR_INVALID_ARGUMENT, "unknown seal policy " + std::to_string(policy));
+    uint16_t version = platform::identity().security_version;
+    Bytes header;
+    header.reserve(kHeaderSize);
+    uint8_t key_id[32], iv[crypto::kGcmIvSize];
+    random_bytes(key_id, sizeof key_id);
+    random_bytes(iv, sizeof iv);
+    Writer(header).text(kMagic).u8(kVersion).u8(static_cast<uint8_t>(policy)).u16(version)
+        .bytes(ByteView(key_id, 32)).bytes(ByteView(iv, sizeof iv));
+    SecretBytes key(32);
+    platform::seal_key(policy, ByteView(key_id, 32), version, key);
+    std::memcpy(out, header.data(), kHeaderSize);
+    crypto::aes256gcm_encrypt(key.view(), ByteView(iv, sizeof iv), header, aad, plaintext, out + kHeaderSize);
+}
+
+uint16_t blob_security_version(ByteView blob) { return parse(blob).security_version; }
+
+size_t unseal(ByteView blob, ByteView aad, uint8_t* out) {
+    Header h = parse(blob);
+    uint16_t own = platform::identity().security_version;
+    if (h.security_version > own)
+        fail(MESATEE_ERROR_SEAL_VERSION, "sealed blob: sealed by security version " +
+                                             std::to_string(h.security_version) + ", newer than this enclave's " +
+                                             std::to_string(own));
+    SecretBytes key(32);
+    platform::seal_key(h.policy, h.key_id, h.security_version, key);
+    if (!crypto::aes256gcm_decrypt(key.view(), h.iv, ByteView(blob.data, kHeaderSize), aad, h.ciphertext, h.tag, out))
+        fail(MESATEE_ERROR_UNSEAL_FAILED,
+             "sealed blob: authentication failed (tampered blob, wrong AAD, or sealed by another enclave, "
+             "product or platform)");
+    return h.ciphertext.size;
+}
+
+}  // namespace mesatee::sealing
