@@ -231,9 +231,7 @@ def make_evidence(
             signature = sign_report(report_signing_key or platform.attestation_key, report)
         att = platform.attestation_der if attestation_der is None else attestation_der
         root = platform.root_der if root_der is None else root_der
-        platform_evidence = (
-            report + signature + struct.pack("<H", len(att)) + att + struct.pack("<H", len(root)) + root
-        )
+        platform_evidence = report + signature + struct.pack("<H", len(att)) + att + struct.pack("<H", len(root)) + root
     header = header_magic + struct.pack("<HBB", header_version, header_platform, header_reserved)
     evidence = header + claims + struct.pack("<I", len(platform_evidence)) + platform_evidence + trailing
     return Evidence(evidence, platform.root_der)

@@ -138,27 +138,21 @@ def _foreign_issuer_name() -> ef.SoftwarePlatform:
     key, att = ef.make_attestation_cert(
         base.root_key, cert, issuer_name=x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "x")])
     )
-    return ef.SoftwarePlatform(
-        base.root_key, base.root_der, key, att.public_bytes(serialization.Encoding.DER)
-    )
+    return ef.SoftwarePlatform(base.root_key, base.root_der, key, att.public_bytes(serialization.Encoding.DER))
 
 
 def _p384_key() -> ef.SoftwarePlatform:
     base = ef.default_platform()
     cert = x509.load_der_x509_certificate(base.root_der)
     key, att = ef.make_attestation_cert(base.root_key, cert, curve=ec.SECP384R1())
-    return ef.SoftwarePlatform(
-        base.root_key, base.root_der, key, att.public_bytes(serialization.Encoding.DER)
-    )
+    return ef.SoftwarePlatform(base.root_key, base.root_der, key, att.public_bytes(serialization.Encoding.DER))
 
 
 def _sha384_issued() -> ef.SoftwarePlatform:
     base = ef.default_platform()
     cert = x509.load_der_x509_certificate(base.root_der)
     key, att = ef.make_attestation_cert(base.root_key, cert, hash_algorithm=hashes.SHA384())
-    return ef.SoftwarePlatform(
-        base.root_key, base.root_der, key, att.public_bytes(serialization.Encoding.DER)
-    )
+    return ef.SoftwarePlatform(base.root_key, base.root_der, key, att.public_bytes(serialization.Encoding.DER))
 
 
 CASES: list[tuple[str, Any, Any, dict[str, Any], Status]] = [
@@ -243,10 +237,7 @@ CASES: list[tuple[str, Any, Any, dict[str, Any], Status]] = [
     ),
     (
         "report data tail not zero",
-        {
-            "report_data": claims_digest(ef.make_claims(ef.HPKE_PUBLIC_KEY, ef.SIGNING_PUBLIC_KEY, b""))
-            + b"\1" * 32
-        },
+        {"report_data": claims_digest(ef.make_claims(ef.HPKE_PUBLIC_KEY, ef.SIGNING_PUBLIC_KEY, b"")) + b"\1" * 32},
         {},
         {},
         Status.CLAIMS_MISMATCH,
@@ -297,9 +288,7 @@ CASES: list[tuple[str, Any, Any, dict[str, Any], Status]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "options", "overrides", "kwargs", "status"), CASES, ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize(("name", "options", "overrides", "kwargs", "status"), CASES, ids=[c[0] for c in CASES])
 def test_refusals(name: str, options: Any, overrides: Any, kwargs: dict[str, Any], status: Status) -> None:
     options = options() if callable(options) else options
     evidence, root_der = ef.make_evidence(**options)

@@ -189,17 +189,23 @@ def generate(edl: Edl) -> dict[str, str]:
         args.append(f"typedef struct {fn.name}_args {{\n{fields}    int retval;\n}} {fn.name}_args;")
     args.append("#endif")
 
-    u_h = [header, "#ifndef MESATEE_U_H\n#define MESATEE_U_H\n#include \"mesatee_args.h\"",
-           "#ifdef __cplusplus\nextern \"C\" {\n#endif",
-           "typedef struct mesatee_bridge mesatee_bridge;",
-           "/* Implemented by the platform backend: run one ecall on an enclave. */",
-           "int mesatee_bridge_call(mesatee_bridge* bridge, uint32_t function_id, void* args, size_t args_size);"]
+    u_h = [
+        header,
+        '#ifndef MESATEE_U_H\n#define MESATEE_U_H\n#include "mesatee_args.h"',
+        '#ifdef __cplusplus\nextern "C" {\n#endif',
+        "typedef struct mesatee_bridge mesatee_bridge;",
+        "/* Implemented by the platform backend: run one ecall on an enclave. */",
+        "int mesatee_bridge_call(mesatee_bridge* bridge, uint32_t function_id, void* args, size_t args_size);",
+    ]
     u_c = [header, '#include "mesatee_u.h"']
-    t_h = [header, "#ifndef MESATEE_T_H\n#define MESATEE_T_H\n#include \"mesatee_args.h\"",
-           "#ifdef __cplusplus\nextern \"C\" {\n#endif",
-           "/* Called by the platform runtime for each ecall; host_args points to host memory. */",
-           "int mesatee_t_dispatch(uint32_t function_id, void* host_args, size_t args_size);",
-           "/* Implemented by trusted code: */"]
+    t_h = [
+        header,
+        '#ifndef MESATEE_T_H\n#define MESATEE_T_H\n#include "mesatee_args.h"',
+        '#ifdef __cplusplus\nextern "C" {\n#endif',
+        "/* Called by the platform runtime for each ecall; host_args points to host memory. */",
+        "int mesatee_t_dispatch(uint32_t function_id, void* host_args, size_t args_size);",
+        "/* Implemented by trusted code: */",
+    ]
     t_c = [header, '#include "mesatee_t.h"\n#include <stdlib.h>\n#include <string.h>']
     cases = []
     for fn in edl.trusted:
@@ -210,12 +216,16 @@ def generate(edl: Edl) -> dict[str, str]:
         body += [f"    {line}" for line in _checks(fn, "")]
         body.append(f"    {fn.name}_args args;\n    memset(&args, 0, sizeof args);")
         body += [f"    args.{p.name} = {'(' + p.c_type + ')' if p.pointer else ''}{p.name};" for p in fn.params]
-        body.append(f"    int status = mesatee_bridge_call(bridge, MESATEE_ECALL_{fn.name.upper()}, &args, sizeof args);")
+        body.append(
+            f"    int status = mesatee_bridge_call(bridge, MESATEE_ECALL_{fn.name.upper()}, &args, sizeof args);"
+        )
         body.append("    if (status == MESATEE_OK) *retval = args.retval;\n    return status;")
         u_c.append(_signature(fn, "mesatee_bridge* bridge, int* retval") + " {\n" + "\n".join(body) + "\n}")
         # trusted side: copy the argument struct first, so the host cannot change it mid-call
-        tb = [f"    if (args_size != sizeof({fn.name}_args)) return MESATEE_ERROR_BOUNDARY;",
-              f"    {fn.name}_args a;\n    memcpy(&a, host_args, sizeof a);"]
+        tb = [
+            f"    if (args_size != sizeof({fn.name}_args)) return MESATEE_ERROR_BOUNDARY;",
+            f"    {fn.name}_args a;\n    memcpy(&a, host_args, sizeof a);",
+        ]
         tb += [f"    {line}" for line in _checks(fn, "a.")]
         call_args, cleanup, copy_out = [], [], []
         tb.append("    int status = MESATEE_OK;")
@@ -230,7 +240,9 @@ def generate(edl: Edl) -> dict[str, str]:
                 size = _size_expr(p, "a.")
                 tb.append(f"    {p.base}* local_{p.name} = NULL;")
                 alloc = f"calloc({size}, 1)" if p.direction == "out" else f"malloc({size})"
-                tb.append(f"    if ({size} && !(local_{p.name} = ({p.base}*){alloc})) status = MESATEE_ERROR_OUT_OF_MEMORY;")
+                tb.append(
+                    f"    if ({size} && !(local_{p.name} = ({p.base}*){alloc})) status = MESATEE_ERROR_OUT_OF_MEMORY;"
+                )
                 if p.direction == "in":
                     tb.append(f"    if (local_{p.name}) memcpy(local_{p.name}, a.{p.name}, {size});")
                 else:
@@ -246,15 +258,25 @@ def generate(edl: Edl) -> dict[str, str]:
         tb.append("    return status;")
         t_c.append(f"static int dispatch_{fn.name}(void* host_args, size_t args_size) {{\n" + "\n".join(tb) + "\n}")
         cases.append(f"    case MESATEE_ECALL_{fn.name.upper()}: return dispatch_{fn.name}(host_args, args_size);")
-    t_c.append("int mesatee_t_dispatch(uint32_t function_id, void* host_args, size_t args_size) {\n"
-               "    if (!host_args) return MESATEE_ERROR_BOUNDARY;\n    switch (function_id) {\n"
-               + "\n".join(cases) + "\n    default: return MESATEE_ERROR_BOUNDARY;\n    }\n}")
+    t_c.append(
+        "int mesatee_t_dispatch(uint32_t function_id, void* host_args, size_t args_size) {\n"
+        "    if (!host_args) return MESATEE_ERROR_BOUNDARY;\n    switch (function_id) {\n"
+        + "\n".join(cases)
+        + "\n    default: return MESATEE_ERROR_BOUNDARY;\n    }\n}"
+    )
     u_c[1] += "\n#include <string.h>"
     for part in (u_h, t_h):
         part.append("#ifdef __cplusplus\n}\n#endif\n#endif")
-    return {name: "\n\n".join(lines) + "\n" for name, lines in
-            {"mesatee_args.h": args, "mesatee_u.h": u_h, "mesatee_u.c": u_c,
-             "mesatee_t.h": t_h, "mesatee_t.c": t_c}.items()}
+    return {
+        name: "\n\n".join(lines) + "\n"
+        for name, lines in {
+            "mesatee_args.h": args,
+            "mesatee_u.h": u_h,
+            "mesatee_u.c": u_c,
+            "mesatee_t.h": t_h,
+            "mesatee_t.c": t_c,
+        }.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

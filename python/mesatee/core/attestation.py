@@ -106,8 +106,7 @@ def _root_der(index: int, root: object) -> bytes:
         return root.public_bytes(serialization.Encoding.DER)
     if not isinstance(root, bytes | bytearray | memoryview):
         raise InvalidArgumentError(
-            f"trusted_roots[{index}] must be DER or PEM bytes or an x509.Certificate, "
-            f"not {type(root).__name__}"
+            f"trusted_roots[{index}] must be DER or PEM bytes or an x509.Certificate, not {type(root).__name__}"
         )
     data = bytes(root)
     try:
@@ -118,9 +117,7 @@ def _root_der(index: int, root: object) -> bytes:
     except (ValueError, x509.InvalidVersion) as exc:
         raise InvalidArgumentError(f"trusted_roots[{index}] is not a valid certificate: {exc}") from None
     if len(certs) != 1:
-        raise InvalidArgumentError(
-            f"trusted_roots[{index}] holds {len(certs)} PEM certificates; pass one per item"
-        )
+        raise InvalidArgumentError(f"trusted_roots[{index}] holds {len(certs)} PEM certificates; pass one per item")
     return certs[0].public_bytes(serialization.Encoding.DER)
 
 
@@ -416,9 +413,7 @@ def verify_evidence(
     for name, status in (("mrenclave", Status.MRENCLAVE_MISMATCH), ("mrsigner", Status.MRSIGNER_MISMATCH)):
         expected, actual = getattr(policy, name), getattr(ev, name)
         if expected is not None and actual != expected:
-            raise _fail(
-                f"{name} mismatch: evidence has {_short(actual)}, policy expects {_short(expected)}", status
-            )
+            raise _fail(f"{name} mismatch: evidence has {_short(actual)}, policy expects {_short(expected)}", status)
     if policy.product_id is not None and ev.product_id != policy.product_id:
         raise _fail(
             f"product_id mismatch: evidence has {ev.product_id}, policy expects {policy.product_id}",
@@ -426,14 +421,11 @@ def verify_evidence(
         )
     if ev.security_version < policy.min_security_version:
         raise _fail(
-            f"security version {ev.security_version} is below the policy's minimum "
-            f"{policy.min_security_version}",
+            f"security version {ev.security_version} is below the policy's minimum {policy.min_security_version}",
             Status.SECURITY_VERSION_TOO_LOW,
         )
     if ev.debug and not policy.allow_debug:
-        raise _fail(
-            "the enclave runs in debug mode and the policy does not allow debug", Status.DEBUG_NOT_ALLOWED
-        )
+        raise _fail("the enclave runs in debug mode and the policy does not allow debug", Status.DEBUG_NOT_ALLOWED)
 
     return VerifiedClaims(
         platform=_PLATFORM_NAMES[ev.platform],

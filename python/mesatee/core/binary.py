@@ -53,9 +53,7 @@ class Reader:
         if n < 0:
             raise ValueError("negative length")
         if n > self.remaining:
-            self.fail(
-                f"truncated at offset {self.offset} reading {field} (need {n} bytes, {self.remaining} left)"
-            )
+            self.fail(f"truncated at offset {self.offset} reading {field} (need {n} bytes, {self.remaining} left)")
         start = self._offset
         self._offset += n
         return bytes(self._data[start : self._offset])

@@ -143,8 +143,11 @@ class Enclave:
         size = lib.mesatee_sealed_size(len(data))
         out = ffi.new("uint8_t[]", size)
         out_size = ffi.new("size_t*")
-        check(lib.mesatee_enclave_seal(self._h(), code, ffi.from_buffer(data), len(data),
-                                       ffi.from_buffer(aad), len(aad), out, size, out_size))
+        check(
+            lib.mesatee_enclave_seal(
+                self._h(), code, ffi.from_buffer(data), len(data), ffi.from_buffer(aad), len(aad), out, size, out_size
+            )
+        )
         return ffi.buffer(out, out_size[0])[:]
 
     def unseal(self, blob: bytes, aad: bytes = b"") -> bytes:
@@ -152,8 +155,11 @@ class Enclave:
         size = lib.mesatee_unsealed_capacity(len(blob))
         out = ffi.new("uint8_t[]", max(size, 1))
         out_size = ffi.new("size_t*")
-        check(lib.mesatee_enclave_unseal(self._h(), ffi.from_buffer(blob), len(blob),
-                                         ffi.from_buffer(aad), len(aad), out, size, out_size))
+        check(
+            lib.mesatee_enclave_unseal(
+                self._h(), ffi.from_buffer(blob), len(blob), ffi.from_buffer(aad), len(aad), out, size, out_size
+            )
+        )
         return ffi.buffer(out, out_size[0])[:]
 
     def ping(self) -> None:
@@ -183,9 +189,7 @@ def platform_root_certificate(platform_dir: str | os.PathLike[str] | None = None
     return _bindings.call_for_buffer(lib.mesatee_platform_root_certificate, path)
 
 
-def verify_evidence_native(
-    evidence: bytes, policy: AttestationPolicy, *, nonce: bytes | None = None
-) -> VerifiedClaims:
+def verify_evidence_native(evidence: bytes, policy: AttestationPolicy, *, nonce: bytes | None = None) -> VerifiedClaims:
     """The C++ verifier (mesatee_verify_evidence): the same checks as ``mesatee.verify_evidence``."""
     keep = []
     native = ffi.new("mesatee_attestation_policy*")

@@ -187,9 +187,7 @@ def _raw_public_key(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def sign_image(
-    image_path: str | os.PathLike[str], key: Ed25519PrivateKey, config: EnclaveConfig
-) -> EnclaveSignature:
+def sign_image(image_path: str | os.PathLike[str], key: Ed25519PrivateKey, config: EnclaveConfig) -> EnclaveSignature:
     """Measure the image (SHA-256 of the file) and sign its identity with ``key``."""
     if not isinstance(key, Ed25519PrivateKey):
         raise InvalidArgumentError("the signing key must be an Ed25519 private key")
@@ -201,9 +199,7 @@ def sign_image(
             size += len(chunk)
     mrenclave = digest.digest()
     public_key = _raw_public_key(key)
-    signed = _signed_bytes(
-        config.product_id, config.security_version, config.debug, size, mrenclave, public_key
-    )
+    signed = _signed_bytes(config.product_id, config.security_version, config.debug, size, mrenclave, public_key)
     return EnclaveSignature(
         config.product_id,
         config.security_version,
