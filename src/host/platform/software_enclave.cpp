@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,21 +27,64 @@ struct SignatureFile {
     Bytes mrenclave, signer_key;
 };
 
-Bytes read_all(int fd, const std::string& path, uint64_t limit, EVP_MD_CTX* hash) {
+constexpr size_t kMaxImageSize = size_t(256) << 20;
+
+// Reads a whole file, refusing one that cannot be opened or is larger than limit.
+Bytes read_file(const std::string& path, const char* what, size_t limit, mesatee_status status) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(status, std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno));
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
     Bytes out;
     uint8_t buf[1 << 16];
     for (;;) {
         ssize_t n = ::read(fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail(MESATEE_ERROR_IMAGE_LOAD, "cannot read " + path + ": " + std::strerror(errno));
+        if (n < 0) fail(status, "cannot read " + path + ": " + std::strerror(errno));
         if (n == 0) return out;
-        if (hash) {
-            check_ossl(EVP_DigestUpdate(hash, buf, static_cast<size_t>(n)), "SHA-256");
-        } else {
-            out.insert(out.end(), buf, buf + n);
-            if (out.size() > limit) fail(MESATEE_ERROR_SIGNATURE_INVALID, path + " is too large for a signature file");
-        }
+        out.insert(out.end(), buf, buf + n);
+        if (out.size() > limit) fail(status, path + " is larger than " + std::to_string(limit) + " bytes");
     }
+}
+
+// Maps exactly the bytes that were measured: they go into a sealed memfd that
+// nobody can change, under a name no loaded object holds (glibc hands back an
+// already loaded object whose name matches, whatever file the name now means).
+void* map_image(const Bytes& image, const std::string& image_path) {
+    int fd = ::memfd_create("mesatee-enclave", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) fail(MESATEE_ERROR_IMAGE_LOAD, std::string("memfd_create failed: ") + std::strerror(errno));
+    struct Closer {
+        int& fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    for (size_t done = 0; done < image.size();) {
+        ssize_t n = ::write(fd, image.data() + done, image.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail(MESATEE_ERROR_IMAGE_LOAD, std::string("cannot copy the image: ") + std::strerror(errno));
+        done += static_cast<size_t>(n);
+    }
+    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+        fail(MESATEE_ERROR_IMAGE_LOAD, std::string("cannot seal the image copy: ") + std::strerror(errno));
+    for (int attempt = 0; attempt < 64; ++attempt) {
+        std::string name = "/proc/self/fd/" + std::to_string(fd);
+        if (void* stale = ::dlopen(name.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
+            ::dlclose(stale);
+            int next = ::fcntl(fd, F_DUPFD_CLOEXEC, fd + 1);
+            if (next < 0) break;
+            ::close(fd);
+            fd = next;
+            continue;
+        }
+        void* handle = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (!handle) {
+            const char* why = ::dlerror();
+            fail(MESATEE_ERROR_IMAGE_LOAD, "cannot load " + image_path + ": " + (why ? why : "unknown error"));
+        }
+        return handle;
+    }
+    fail(MESATEE_ERROR_IMAGE_LOAD, "no unused name to load " + image_path + " under");
 }
 
 SignatureFile parse_signature(ByteView data, const std::string& path) {
@@ -85,50 +129,20 @@ int service_guard(Fn&& fn) {
 std::unique_ptr<SoftwareEnclave> SoftwareEnclave::load(const std::string& image_path,
                                                        const std::string& signature_path,
                                                        std::shared_ptr<SoftwarePlatform> platform) {
-    int sig_fd = ::open(signature_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (sig_fd < 0)
-        fail(MESATEE_ERROR_SIGNATURE_INVALID, "cannot open signature file " + signature_path + ": " + std::strerror(errno));
-    Bytes sig_bytes;
-    try {
-        sig_bytes = read_all(sig_fd, signature_path, 4096, nullptr);
-    } catch (...) {
-        ::close(sig_fd);
-        throw;
-    }
-    ::close(sig_fd);
+    Bytes sig_bytes = read_file(signature_path, "signature file", 4096, MESATEE_ERROR_SIGNATURE_INVALID);
     SignatureFile sig = parse_signature(sig_bytes, signature_path);
 
     std::unique_ptr<SoftwareEnclave> e(new SoftwareEnclave());
-    int fd = ::open(image_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail(MESATEE_ERROR_IMAGE_LOAD, "cannot open enclave image " + image_path + ": " + std::strerror(errno));
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
-        fail(MESATEE_ERROR_IMAGE_LOAD, image_path + " is not a regular file");
-    if (static_cast<uint64_t>(st.st_size) != sig.image_size)
+    Bytes image = read_file(image_path, "enclave image", kMaxImageSize, MESATEE_ERROR_IMAGE_LOAD);
+    if (image.size() != sig.image_size)
         fail(MESATEE_ERROR_SIGNATURE_MISMATCH, signature_path + " belongs to another image: it signs " +
                                                    std::to_string(sig.image_size) + " bytes, " + image_path + " has " +
-                                                   std::to_string(st.st_size));
-    MdCtxPtr hash(EVP_MD_CTX_new());
-    if (!hash || EVP_DigestInit_ex(hash.get(), EVP_sha256(), nullptr) != 1) crypto_fail("SHA-256");
-    read_all(fd, image_path, 0, hash.get());
-    uint8_t mrenclave[32];
-    unsigned int n = 0;
-    check_ossl(EVP_DigestFinal_ex(hash.get(), mrenclave, &n), "SHA-256");
-    if (ByteView(mrenclave, 32) != ByteView(sig.mrenclave))
+                                                   std::to_string(image.size()));
+    Bytes mrenclave = sha256(image);
+    if (ByteView(mrenclave) != ByteView(sig.mrenclave))
         fail(MESATEE_ERROR_IMAGE_MODIFIED, image_path + " was modified after signing: its SHA-256 is " +
-                                               hex(ByteView(mrenclave, 32)) + ", the signature measured " +
-                                               hex(sig.mrenclave));
-    // Map the very file we hashed, not whatever the path names by now.
-    std::string fd_path = "/proc/self/fd/" + std::to_string(fd);
-    e->handle_ = ::dlopen(fd_path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!e->handle_) {
-        const char* why = ::dlerror();
-        fail(MESATEE_ERROR_IMAGE_LOAD, "cannot load " + image_path + ": " + (why ? why : "unknown error"));
-    }
+                                               hex(mrenclave) + ", the signature measured " + hex(sig.mrenclave));
+    e->handle_ = map_image(image, image_path);
     auto create = reinterpret_cast<mesatee_sw_create_fn>(::dlsym(e->handle_, MESATEE_SW_CREATE_SYMBOL));
     e->call_ = reinterpret_cast<mesatee_sw_call_fn>(::dlsym(e->handle_, MESATEE_SW_CALL_SYMBOL));
     e->destroy_ = reinterpret_cast<mesatee_sw_destroy_fn>(::dlsym(e->handle_, MESATEE_SW_DESTROY_SYMBOL));
@@ -137,7 +151,7 @@ std::unique_ptr<SoftwareEnclave> SoftwareEnclave::load(const std::string& image_
 
     e->platform_ = std::move(platform);
     mesatee_sw_identity& id = e->services_.identity;
-    std::memcpy(id.mrenclave, mrenclave, 32);
+    std::memcpy(id.mrenclave, mrenclave.data(), 32);
     Bytes mrsigner = sha256(sig.signer_key);
     std::memcpy(id.mrsigner, mrsigner.data(), 32);
     id.product_id = sig.product_id;

@@ -1,0 +1,63 @@
+"""Shared fixtures: temporary platform folders and signed variants of the enclave image."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+ImageFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def platform_dir(tmp_path: Path) -> Path:
+    """A platform folder of its own for one test (created on first use)."""
+    return tmp_path / "platform"
+
+
+@pytest.fixture(scope="session")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shared") / "platform"
+
+
+@pytest.fixture(scope="session")
+def signer_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="session")
+def make_image(tmp_path_factory: pytest.TempPathFactory, signer_key: Ed25519PrivateKey) -> ImageFactory:
+    """Copies of the built enclave image, signed by a test signer with any config.
+
+    ``variant`` appends bytes after the ELF image (the loader ignores them), which
+    gives another mrenclave with the same code: a "different image" of one product.
+    """
+    from mesatee.core.enclave import DEFAULT_IMAGE
+    from mesatee.core.signing import EnclaveConfig, sign_image
+
+    original = DEFAULT_IMAGE.read_bytes()
+
+    def make(
+        *,
+        security_version: int = 1,
+        product_id: int = 1,
+        debug: bool = False,
+        variant: int = 0,
+        key: Ed25519PrivateKey | None = None,
+    ) -> Path:
+        folder = tmp_path_factory.mktemp("image")
+        image = folder / "enclave.so"
+        image.write_bytes(original + (b"mesatee-test-variant-%d" % variant if variant else b""))
+        signature = sign_image(image, key or signer_key, EnclaveConfig(product_id, security_version, debug))
+        image.with_name("enclave.so.sig").write_bytes(signature.to_bytes())
+        return image
+
+    return make
