@@ -2,6 +2,7 @@
 // message for mesatee_last_error_message on the calling thread.
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
 #include <string>
@@ -200,7 +201,7 @@ mesatee_status mesatee_enclave_ping(mesatee_enclave* e) {
 }
 
 mesatee_status mesatee_verify_evidence(const uint8_t* evidence, size_t evidence_size, const uint8_t* nonce,
-                                       size_t nonce_size, const mesatee_attestation_policy* policy,
+                                       size_t nonce_size, const mesatee_attestation_policy* policy, int64_t at_time,
                                        mesatee_verified_claims* out) {
     return guarded([&] {
         require(policy && out, "policy and out are required");
@@ -213,7 +214,8 @@ mesatee_status mesatee_verify_evidence(const uint8_t* evidence, size_t evidence_
                 "mrsigner and product_id go together");
         require(policy->trusted_roots || policy->trusted_root_count == 0, "trusted_roots is null");
         ByteView expected(nonce, nonce_size);
-        host::verify_evidence(ByteView(evidence, evidence_size), nonce ? &expected : nullptr, *policy, *out);
+        host::verify_evidence(ByteView(evidence, evidence_size), nonce ? &expected : nullptr, *policy,
+                              at_time ? at_time : static_cast<int64_t>(std::time(nullptr)), *out);
     });
 }
 

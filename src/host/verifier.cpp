@@ -11,7 +11,7 @@ namespace {
 
 [[noreturn]] void refuse(mesatee_status status, const std::string& why) { fail(status, "evidence refused: " + why); }
 
-void check_certificate(X509* cert, X509* root) {
+void check_certificate(X509* cert, X509* root, int64_t at_time) {
     EVP_PKEY* root_key = X509_get0_pubkey(root);
     if (X509_NAME_cmp(X509_get_issuer_name(cert), X509_get_subject_name(root)) != 0)
         refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "the attestation certificate was not issued by the root");
@@ -20,7 +20,9 @@ void check_certificate(X509* cert, X509* root) {
         ERR_clear_error();
         refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "the attestation certificate's signature does not verify");
     }
-    if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0 || X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0)
+    time_t t = static_cast<time_t>(at_time);
+    // Both ends inclusive, as in the Python verifier.
+    if (X509_cmp_time(X509_get0_notBefore(cert), &t) > 0 || X509_cmp_time(X509_get0_notAfter(cert), &t) < 0)
         refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "the attestation certificate is outside its validity period");
     EVP_PKEY* key = X509_get0_pubkey(cert);
     char group[64] = {};
@@ -35,7 +37,7 @@ void check_certificate(X509* cert, X509* root) {
 }  // namespace
 
 void verify_evidence(ByteView evidence, const ByteView* nonce, const mesatee_attestation_policy& policy,
-                     mesatee_verified_claims& out) {
+                     int64_t at_time, mesatee_verified_claims& out) {
     // 1. framing
     if (evidence.size > MESATEE_MAX_EVIDENCE_SIZE)
         refuse(MESATEE_ERROR_EVIDENCE_MALFORMED, "evidence is larger than " + std::to_string(MESATEE_MAX_EVIDENCE_SIZE) + " bytes");
@@ -86,7 +88,7 @@ void verify_evidence(ByteView evidence, const ByteView* nonce, const mesatee_att
     X509Ptr root = parse_certificate(root_der);
     X509Ptr cert = parse_certificate(att_der);
     if (!root || !cert) refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "a certificate does not parse");
-    check_certificate(cert.get(), root.get());
+    check_certificate(cert.get(), root.get(), at_time);
     // 5. report signature
     if (!ecdsa_p256_verify(X509_get0_pubkey(cert.get()), report_bytes, signature))
         refuse(MESATEE_ERROR_REPORT_SIGNATURE_INVALID, "the report's signature does not verify");

@@ -7,8 +7,8 @@
 
 namespace mesatee::host {
 
-// nonce: null when the caller expects none in particular.
+// nonce: null when the caller expects none in particular; at_time: Unix time for certificate validity.
 void verify_evidence(ByteView evidence, const ByteView* nonce, const mesatee_attestation_policy& policy,
-                     mesatee_verified_claims& out);
+                     int64_t at_time, mesatee_verified_claims& out);
 
 }  // namespace mesatee::host

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -189,8 +190,13 @@ def platform_root_certificate(platform_dir: str | os.PathLike[str] | None = None
     return _bindings.call_for_buffer(lib.mesatee_platform_root_certificate, path)
 
 
-def verify_evidence_native(evidence: bytes, policy: AttestationPolicy, *, nonce: bytes | None = None) -> VerifiedClaims:
+def verify_evidence_native(
+    evidence: bytes, policy: AttestationPolicy, *, nonce: bytes | None = None, now: datetime | None = None
+) -> VerifiedClaims:
     """The C++ verifier (mesatee_verify_evidence): the same checks as ``mesatee.verify_evidence``."""
+    if now is not None and now.tzinfo is None:
+        raise InvalidArgumentError("now must be timezone-aware")
+    at_time = int(now.timestamp()) if now is not None else 0
     keep = []
     native = ffi.new("mesatee_attestation_policy*")
     if policy.mrenclave is not None:
@@ -213,7 +219,7 @@ def verify_evidence_native(evidence: bytes, policy: AttestationPolicy, *, nonce:
     native.trusted_root_count = len(policy.trusted_roots)
     out = ffi.new("mesatee_verified_claims*")
     nonce_ptr = ffi.from_buffer(nonce) if nonce is not None else ffi.NULL
-    check(lib.mesatee_verify_evidence(evidence, len(evidence), nonce_ptr, len(nonce or b""), native, out))
+    check(lib.mesatee_verify_evidence(evidence, len(evidence), nonce_ptr, len(nonce or b""), native, at_time, out))
     identity = _identity(out.identity)
     return VerifiedClaims(
         platform=identity.platform,

@@ -120,10 +120,11 @@ MESATEE_API mesatee_status mesatee_enclave_unseal(mesatee_enclave* enclave, cons
 MESATEE_API mesatee_status mesatee_enclave_ping(mesatee_enclave* enclave);
 
 /* Verifies evidence against a policy (docs/formats.md gives the order of the
- * checks). nonce NULL: any nonce is accepted; otherwise it must match exactly. */
+ * checks). nonce NULL: any nonce is accepted; otherwise it must match exactly.
+ * at_time: the Unix time at which certificates must be valid; 0 means now. */
 MESATEE_API mesatee_status mesatee_verify_evidence(const uint8_t* evidence, size_t evidence_size, const uint8_t* nonce,
                                                    size_t nonce_size, const mesatee_attestation_policy* policy,
-                                                   mesatee_verified_claims* out);
+                                                   int64_t at_time, mesatee_verified_claims* out);
 
 /* The platform's root certificate (DER), to give to verifiers; creates the platform folder on first use. */
 MESATEE_API mesatee_status mesatee_platform_root_certificate(const char* platform_dir, mesatee_buffer* out);
