@@ -61,7 +61,15 @@ def test_generated_bridge_checks_sizes_on_both_sides() -> None:
     for name in ("mesatee_u.c", "mesatee_t.c"):
         assert files[name].count("> MESATEE_MAX_BOUNDARY_BUFFER") >= 8
     assert "memcpy(&a, host_args, sizeof a)" in files["mesatee_t.c"]  # arguments copied before use
-    assert "calloc(" in files["mesatee_t.c"]  # [out] buffers zeroed inside the enclave
+    out_buffers = [p for fn in EDL.trusted for p in fn.params if p.direction == "out" and p.size]
+    for p in out_buffers:  # [out] buffers zeroed inside the enclave, [in] ones copied in
+        assert f"mesatee_t_alloc({_size(p)}, 1)" in files["mesatee_t.c"]
+    assert "memcpy(local_plaintext, a.plaintext, a.plaintext_size)" in files["mesatee_t.c"]
+
+
+def _size(p: edger.Param) -> str:
+    assert p.size is not None
+    return p.size if p.size.isdigit() else f"a.{p.size}"
 
 
 # --------------------------------------------------------------------------- the hostile host
@@ -241,22 +249,28 @@ def test_failed_unseal_hands_out_no_plaintext(raw: RawEnclave) -> None:
     secret = os.urandom(64)
     args, sealed = _seal_args(raw, secret, 64 + 68)
     assert raw.call("ecall_seal", args) == Status.OK and args.retval == Status.OK
-    blob = bytearray(sealed.raw)
-    blob[-1] ^= 1  # break the tag: the ciphertext still decrypts, but must not come out
-    blob_buf = ctypes.create_string_buffer(bytes(blob), len(blob))
-    out = ctypes.create_string_buffer(b"\xaa" * 64, 64)
+    out = ctypes.create_string_buffer(64)
     out_size = ctypes.c_size_t()
-    unseal = args_struct("ecall_unseal")(
-        blob=ctypes.addressof(blob_buf),
-        blob_size=len(blob),
-        aad=None,
-        aad_size=0,
-        out=ctypes.addressof(out),
-        capacity=64,
-        out_size=ctypes.addressof(out_size),
-    )
-    assert raw.call("ecall_unseal", unseal) == Status.OK
-    assert unseal.retval == Status.UNSEAL_FAILED
+
+    def unseal(blob: bytes) -> int:
+        blob_buf = ctypes.create_string_buffer(blob, len(blob))
+        ctypes.memset(out, 0xAA, 64)
+        args = args_struct("ecall_unseal")(
+            blob=ctypes.addressof(blob_buf),
+            blob_size=len(blob),
+            aad=None,
+            aad_size=0,
+            out=ctypes.addressof(out),
+            capacity=64,
+            out_size=ctypes.addressof(out_size),
+        )
+        assert raw.call("ecall_unseal", args) == Status.OK
+        return args.retval
+
+    assert unseal(sealed.raw) == Status.OK and out.raw == secret  # leaves the plaintext in enclave buffers
+    broken = bytearray(sealed.raw)
+    broken[-1] ^= 1  # break the tag: the ciphertext still decrypts, but must not come out
+    assert unseal(bytes(broken)) == Status.UNSEAL_FAILED
     assert out.raw == bytes(64)
 
 

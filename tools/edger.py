@@ -204,6 +204,9 @@ def generate(edl: Edl) -> dict[str, str]:
         '#ifdef __cplusplus\nextern "C" {\n#endif',
         "/* Called by the platform runtime for each ecall; host_args points to host memory. */",
         "int mesatee_t_dispatch(uint32_t function_id, void* host_args, size_t args_size);",
+        "/* Enclave memory for boundary buffers ([out] ones zeroed), from the trusted runtime. */",
+        "void* mesatee_t_alloc(size_t size, int zero);",
+        "void mesatee_t_free(void* data);",
         "/* Implemented by trusted code: */",
     ]
     t_c = [header, '#include "mesatee_t.h"\n#include <stdlib.h>\n#include <string.h>']
@@ -239,16 +242,15 @@ def generate(edl: Edl) -> dict[str, str]:
             else:
                 size = _size_expr(p, "a.")
                 tb.append(f"    {p.base}* local_{p.name} = NULL;")
-                alloc = f"calloc({size}, 1)" if p.direction == "out" else f"malloc({size})"
-                tb.append(
-                    f"    if ({size} && !(local_{p.name} = ({p.base}*){alloc})) status = MESATEE_ERROR_OUT_OF_MEMORY;"
-                )
+                zero = 1 if p.direction == "out" else 0
+                alloc = f"({p.base}*)mesatee_t_alloc({size}, {zero})"
+                tb.append(f"    if ({size} && !(local_{p.name} = {alloc})) status = MESATEE_ERROR_OUT_OF_MEMORY;")
                 if p.direction == "in":
                     tb.append(f"    if (local_{p.name}) memcpy(local_{p.name}, a.{p.name}, {size});")
                 else:
                     copy_out.append(f"        if (local_{p.name}) memcpy(a.{p.name}, local_{p.name}, {size});")
                 call_args.append(f"local_{p.name}")
-                cleanup.append(f"    free(local_{p.name});")
+                cleanup.append(f"    mesatee_t_free(local_{p.name});")
         tb.append("    if (status == MESATEE_OK) {")
         tb.append(f"        int ret = {fn.name}({', '.join(call_args)});")
         tb += copy_out

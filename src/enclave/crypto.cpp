@@ -10,13 +10,19 @@ const EVP_CIPHER* aes256gcm() {
     return cipher;
 }
 
-CipherCtxPtr gcm_context(ByteView key, ByteView iv, bool encrypt) {
+// One context per thread, re-keyed for each message: creating a context costs
+// more than the AES-GCM of a 4 KiB message.
+EVP_CIPHER_CTX* gcm_context(ByteView key, ByteView iv, bool encrypt) {
     if (key.size != 32 || iv.size != kGcmIvSize) fail(MESATEE_ERROR_INTERNAL, "AES-GCM key or IV has the wrong size");
-    CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-    if (!ctx) crypto_fail("cipher context");
-    check_ossl(EVP_CipherInit_ex2(ctx.get(), aes256gcm(), key.data, iv.data, encrypt ? 1 : 0, nullptr),
-               "AES-GCM init");
-    return ctx;
+    thread_local CipherCtxPtr ctx;
+    if (!ctx) {
+        CipherCtxPtr fresh(EVP_CIPHER_CTX_new());
+        if (!fresh) crypto_fail("cipher context");
+        check_ossl(EVP_CipherInit_ex2(fresh.get(), aes256gcm(), nullptr, nullptr, 1, nullptr), "AES-GCM init");
+        ctx = std::move(fresh);
+    }
+    check_ossl(EVP_CipherInit_ex2(ctx.get(), nullptr, key.data, iv.data, encrypt ? 1 : 0, nullptr), "AES-GCM init");
+    return ctx.get();
 }
 
 // libcrypto takes int lengths: feed large inputs in pieces.
@@ -41,27 +47,27 @@ void feed(EVP_CIPHER_CTX* ctx, ByteView in, uint8_t* out) {
 }  // namespace
 
 void aes256gcm_encrypt(ByteView key, ByteView iv, ByteView aad1, ByteView aad2, ByteView plaintext, uint8_t* out) {
-    CipherCtxPtr ctx = gcm_context(key, iv, true);
-    feed_aad(ctx.get(), aad1);
-    feed_aad(ctx.get(), aad2);
-    feed(ctx.get(), plaintext, out);
+    EVP_CIPHER_CTX* ctx = gcm_context(key, iv, true);
+    feed_aad(ctx, aad1);
+    feed_aad(ctx, aad2);
+    feed(ctx, plaintext, out);
     int n = 0;
-    check_ossl(EVP_CipherFinal_ex(ctx.get(), out + plaintext.size, &n), "AES-GCM final");
-    check_ossl(EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTagSize, out + plaintext.size),
+    check_ossl(EVP_CipherFinal_ex(ctx, out + plaintext.size, &n), "AES-GCM final");
+    check_ossl(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kGcmTagSize, out + plaintext.size),
                "AES-GCM tag");
 }
 
 bool aes256gcm_decrypt(ByteView key, ByteView iv, ByteView aad1, ByteView aad2, ByteView ciphertext, ByteView tag,
                        uint8_t* out) {
     if (tag.size != kGcmTagSize) return false;
-    CipherCtxPtr ctx = gcm_context(key, iv, false);
-    feed_aad(ctx.get(), aad1);
-    feed_aad(ctx.get(), aad2);
-    feed(ctx.get(), ciphertext, out);
-    check_ossl(EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTagSize, const_cast<uint8_t*>(tag.data)),
+    EVP_CIPHER_CTX* ctx = gcm_context(key, iv, false);
+    feed_aad(ctx, aad1);
+    feed_aad(ctx, aad2);
+    feed(ctx, ciphertext, out);
+    check_ossl(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kGcmTagSize, const_cast<uint8_t*>(tag.data)),
                "AES-GCM tag");
     int n = 0;
-    if (EVP_CipherFinal_ex(ctx.get(), out + ciphertext.size, &n) == 1) return true;
+    if (EVP_CipherFinal_ex(ctx, out + ciphertext.size, &n) == 1) return true;
     ERR_clear_error();
     OPENSSL_cleanse(out, ciphertext.size);  // never hand out unauthenticated plaintext
     return false;

@@ -41,17 +41,17 @@ void seal(mesatee_seal_policy policy, ByteView plaintext, ByteView aad, uint8_t*
     if (policy != MESATEE_SEAL_UNIQUE && policy != MESATEE_SEAL_PRODUCT)
         fail(MESATEE_ERROR_INVALID_ARGUMENT, "unknown seal policy " + std::to_string(policy));
     uint16_t version = platform::identity().security_version;
-    Bytes header;
-    header.reserve(kHeaderSize);
-    uint8_t key_id[32], iv[crypto::kGcmIvSize];
-    random_bytes(key_id, sizeof key_id);
-    random_bytes(iv, sizeof iv);
-    Writer(header).text(kMagic).u8(kVersion).u8(static_cast<uint8_t>(policy)).u16(version)
-        .bytes(ByteView(key_id, 32)).bytes(ByteView(iv, sizeof iv));
+    // The header is written in place; key id and IV come from one call to the RNG.
+    std::memcpy(out, kMagic, 4);
+    out[4] = kVersion;
+    out[5] = static_cast<uint8_t>(policy);
+    out[6] = static_cast<uint8_t>(version);
+    out[7] = static_cast<uint8_t>(version >> 8);
+    random_bytes(out + 8, 32 + crypto::kGcmIvSize);
+    ByteView header(out, kHeaderSize), key_id(out + 8, 32), iv(out + 40, crypto::kGcmIvSize);
     SecretBytes key(32);
-    platform::seal_key(policy, ByteView(key_id, 32), version, key);
-    std::memcpy(out, header.data(), kHeaderSize);
-    crypto::aes256gcm_encrypt(key.view(), ByteView(iv, sizeof iv), header, aad, plaintext, out + kHeaderSize);
+    platform::seal_key(policy, key_id, version, key);
+    crypto::aes256gcm_encrypt(key.view(), iv, header, aad, plaintext, out + kHeaderSize);
 }
 
 uint16_t blob_security_version(ByteView blob) { return parse(blob).security_version; }

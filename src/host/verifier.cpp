@@ -3,6 +3,9 @@
 #include <openssl/x509v3.h>
 
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include "report.hpp"
 
@@ -11,15 +14,52 @@ namespace {
 
 [[noreturn]] void refuse(mesatee_status status, const std::string& why) { fail(status, "evidence refused: " + why); }
 
-void check_certificate(X509* cert, X509* root, int64_t at_time) {
-    EVP_PKEY* root_key = X509_get0_pubkey(root);
-    if (X509_NAME_cmp(X509_get_issuer_name(cert), X509_get_subject_name(root)) != 0)
+// A root and an attestation certificate it was checked to have issued.
+struct IssuedPair {
+    X509Ptr root, cert;
+};
+
+IssuedPair check_issued(ByteView root_der, ByteView cert_der) {
+    IssuedPair pair{parse_certificate(root_der), parse_certificate(cert_der)};
+    if (!pair.root || !pair.cert) refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "a certificate does not parse");
+    EVP_PKEY* root_key = X509_get0_pubkey(pair.root.get());
+    if (X509_NAME_cmp(X509_get_issuer_name(pair.cert.get()), X509_get_subject_name(pair.root.get())) != 0)
         refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "the attestation certificate was not issued by the root");
     // X509_verify also refuses an outer signature algorithm that differs from the signed one.
-    if (!root_key || X509_verify(cert, root_key) != 1) {
+    if (!root_key || X509_verify(pair.cert.get(), root_key) != 1) {
         ERR_clear_error();
         refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "the attestation certificate's signature does not verify");
     }
+    return pair;
+}
+
+// Parsing and checking a certificate costs several ECDSA verifications in
+// OpenSSL 3.0; a platform's pair is the same in all its evidence, so pairs
+// that passed are kept, keyed by the digest of their exact bytes.
+class IssuedPairCache {
+public:
+    std::shared_ptr<const IssuedPair> get(ByteView root_der, ByteView cert_der) {
+        Bytes key = sha256(root_der);
+        Bytes cert_digest = sha256(cert_der);
+        key.insert(key.end(), cert_digest.begin(), cert_digest.end());
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (auto it = pairs_.find(key); it != pairs_.end()) return it->second;
+        }
+        auto pair = std::make_shared<const IssuedPair>(check_issued(root_der, cert_der));
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (pairs_.size() >= kMaxPairs) pairs_.erase(pairs_.begin());
+        pairs_.emplace(std::move(key), pair);
+        return pair;
+    }
+
+private:
+    static constexpr size_t kMaxPairs = 64;
+    std::mutex mutex_;
+    std::map<Bytes, std::shared_ptr<const IssuedPair>> pairs_;
+};
+
+void check_validity(X509* cert, int64_t at_time) {
     time_t t = static_cast<time_t>(at_time);
     // Both ends inclusive, as in the Python verifier.
     if (X509_cmp_time(X509_get0_notBefore(cert), &t) > 0 || X509_cmp_time(X509_get0_notAfter(cert), &t) < 0)
@@ -85,12 +125,11 @@ void verify_evidence(ByteView evidence, const ByteView* nonce, const mesatee_att
         refuse(MESATEE_ERROR_UNTRUSTED_ROOT, "its root certificate (SHA-256 " + hex(sha256(root_der)) +
                                                  ") is not one of the policy's trusted roots");
     // 4. certificate
-    X509Ptr root = parse_certificate(root_der);
-    X509Ptr cert = parse_certificate(att_der);
-    if (!root || !cert) refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "a certificate does not parse");
-    check_certificate(cert.get(), root.get(), at_time);
+    static IssuedPairCache issued;
+    std::shared_ptr<const IssuedPair> pair = issued.get(root_der, att_der);
+    check_validity(pair->cert.get(), at_time);
     // 5. report signature
-    if (!ecdsa_p256_verify(X509_get0_pubkey(cert.get()), report_bytes, signature))
+    if (!ecdsa_p256_verify(X509_get0_pubkey(pair->cert.get()), report_bytes, signature))
         refuse(MESATEE_ERROR_REPORT_SIGNATURE_INVALID, "the report's signature does not verify");
     // 6. claims
     Bytes expected = sha256(claims);

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,27 @@ def _identity(native: Any) -> EnclaveIdentity:
         debug=bool(native.debug),
         platform=_PLATFORMS.get(native.platform, f"unknown({native.platform})"),
     )
+
+
+_scratch = threading.local()
+_SCRATCH_KEEP = 64 << 20
+
+
+def _output_buffer(size: int) -> tuple[Any, Any]:
+    """A per-thread output buffer of at least ``size`` bytes and a size_t for the written size.
+
+    Reused across calls: a fresh zeroed multi-megabyte buffer per call costs
+    more in page faults than sealing it does.
+    """
+    buffer = getattr(_scratch, "buffer", None)
+    if buffer is None or len(buffer) < size:
+        buffer = ffi.new("uint8_t[]", max(size, 1))
+        if size <= _SCRATCH_KEEP:
+            _scratch.buffer = buffer
+    out_size = getattr(_scratch, "out_size", None)
+    if out_size is None:
+        out_size = _scratch.out_size = ffi.new("size_t*")
+    return buffer, out_size
 
 
 def _write_private_file(path: Path, data: bytes) -> None:
@@ -142,8 +164,7 @@ class Enclave:
         if code is None:
             raise InvalidArgumentError(f"unknown seal policy {policy!r}; use 'unique' or 'product'")
         size = lib.mesatee_sealed_size(len(data))
-        out = ffi.new("uint8_t[]", size)
-        out_size = ffi.new("size_t*")
+        out, out_size = _output_buffer(size)
         check(
             lib.mesatee_enclave_seal(
                 self._h(), code, ffi.from_buffer(data), len(data), ffi.from_buffer(aad), len(aad), out, size, out_size
@@ -154,8 +175,7 @@ class Enclave:
     def unseal(self, blob: bytes, aad: bytes = b"") -> bytes:
         """Open a sealed blob; raises SealingError or FormatError on any defect."""
         size = lib.mesatee_unsealed_capacity(len(blob))
-        out = ffi.new("uint8_t[]", max(size, 1))
-        out_size = ffi.new("size_t*")
+        out, out_size = _output_buffer(size)
         check(
             lib.mesatee_enclave_unseal(
                 self._h(), ffi.from_buffer(blob), len(blob), ffi.from_buffer(aad), len(aad), out, size, out_size

@@ -144,16 +144,23 @@ Bytes make_certificate(EVP_PKEY* subject_key, const std::string& subject_cn, EVP
     return out;
 }
 
-// HMAC-SHA256(key, data)
-void hmac_sha256(ByteView key, ByteView data, uint8_t out[32]) {
+using MacCtxPtr = OsslPtr<EVP_MAC_CTX, EVP_MAC_CTX_free>;
+
+// An HMAC-SHA256 context keyed once; each use works on a copy of it.
+MacCtxPtr hmac_sha256_keyed(ByteView key) {
     static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
     if (!mac) crypto_fail("HMAC fetch");
-    OsslPtr<EVP_MAC_CTX, EVP_MAC_CTX_free> ctx(EVP_MAC_CTX_new(mac));
+    MacCtxPtr ctx(EVP_MAC_CTX_new(mac));
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_END};
+    if (!ctx || EVP_MAC_init(ctx.get(), key.data, key.size, params) != 1) crypto_fail("HMAC-SHA256 init");
+    return ctx;
+}
+
+void hmac_sha256(const EVP_MAC_CTX* keyed, ByteView data, uint8_t out[32]) {
+    MacCtxPtr ctx(EVP_MAC_CTX_dup(keyed));
     size_t n = 0;
-    if (!ctx || EVP_MAC_init(ctx.get(), key.data, key.size, params) != 1 ||
-        EVP_MAC_update(ctx.get(), data.data, data.size) != 1 || EVP_MAC_final(ctx.get(), out, &n, 32) != 1)
+    if (!ctx || EVP_MAC_update(ctx.get(), data.data, data.size) != 1 || EVP_MAC_final(ctx.get(), out, &n, 32) != 1)
         crypto_fail("HMAC-SHA256");
 }
 
@@ -221,8 +228,10 @@ void SoftwarePlatform::load_files() {
     if (seal_root.size() != 32) platform_fail(dir + kSealRoot + " must hold exactly 32 bytes");
     // HKDF-Extract with an empty salt (RFC 5869: HashLen zero bytes).
     uint8_t zeros[32] = {};
-    hmac_sha256(ByteView(zeros, 32), seal_root, prk_.data());
+    SecretBytes prk(32);
+    hmac_sha256(hmac_sha256_keyed(ByteView(zeros, 32)).get(), seal_root, prk.data());
     OPENSSL_cleanse(seal_root.data(), seal_root.size());
+    seal_hmac_ = hmac_sha256_keyed(prk.view());
     Bytes pem = read_file(dir + kAttestationKey, 4096);
     OsslPtr<BIO, BIO_free> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
     attestation_key_.reset(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
@@ -249,7 +258,7 @@ void SoftwarePlatform::seal_key(const mesatee_sw_identity& id, uint32_t policy, 
     Writer(info).text("mesatee/seal/v1").u8(static_cast<uint8_t>(policy)).u8(id.debug ? 1 : 0)
         .bytes(ByteView(unique ? id.mrenclave : id.mrsigner, 32)).u16(unique ? 0 : id.product_id)
         .u16(security_version).bytes(key_id).u8(1);
-    hmac_sha256(prk_.view(), info, key);
+    hmac_sha256(seal_hmac_.get(), info, key);
 }
 
 Bytes SoftwarePlatform::evidence(const mesatee_sw_identity& id, ByteView report_data) const {

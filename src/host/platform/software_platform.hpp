@@ -35,7 +35,8 @@ private:
     void load_files();
 
     std::string folder_;
-    SecretBytes prk_{32};  // HKDF-Extract(seal root), computed once
+    // HMAC keyed with HKDF-Extract(seal root): each seal key is one HKDF-Expand block.
+    OsslPtr<EVP_MAC_CTX, EVP_MAC_CTX_free> seal_hmac_;
     PkeyPtr attestation_key_;
     Bytes attestation_cert_;
     Bytes root_cert_;
