@@ -21,6 +21,7 @@ from mesatee.errors import (
     PlatformError,
     SealingError,
     Status,
+    TaskRefusedError,
 )
 
 __version__ = "0.1.0"
@@ -33,11 +34,19 @@ _LAZY = {
     "EnclaveIdentity": "mesatee.core.enclave",
     "PublicKeys": "mesatee.core.enclave",
     "platform_root_certificate": "mesatee.core.enclave",
+    "functions": "mesatee.core.enclave",
+    "FunctionDeclaration": "mesatee.core.functions",
+    "Party": "mesatee.parties",
+    "PartyIdentity": "mesatee.parties",
+    "Manifest": "mesatee.core.manifest",
 }
 
 if TYPE_CHECKING:
     from mesatee.core.attestation import AttestationPolicy, VerifiedClaims, verify_evidence
-    from mesatee.core.enclave import Enclave, EnclaveIdentity, PublicKeys, platform_root_certificate
+    from mesatee.core.enclave import Enclave, EnclaveIdentity, PublicKeys, functions, platform_root_certificate
+    from mesatee.core.functions import FunctionDeclaration
+    from mesatee.core.manifest import Manifest
+    from mesatee.parties import Party, PartyIdentity
 
 
 def __getattr__(name: str) -> Any:
@@ -60,6 +69,10 @@ __all__ = [
     "EnclaveIdentity",
     "EnclaveLoadError",
     "EvidenceFormatError",
+    "FunctionDeclaration",
+    "Manifest",
+    "Party",
+    "PartyIdentity",
     "FormatError",
     "InvalidArgumentError",
     "MesateeError",
@@ -67,7 +80,9 @@ __all__ = [
     "PublicKeys",
     "SealingError",
     "Status",
+    "TaskRefusedError",
     "VerifiedClaims",
+    "functions",
     "platform_root_certificate",
     "verify_evidence",
 ]

@@ -39,6 +39,17 @@ class Status(enum.IntEnum):
     SECURITY_VERSION_TOO_LOW = 60
     DEBUG_NOT_ALLOWED = 61
     UNSUPPORTED_PLATFORM = 62
+    MANIFEST_INVALID = 70
+    MANIFEST_EXPIRED = 71
+    ENCLAVE_NOT_ACCEPTED = 72
+    APPROVAL_MISSING = 73
+    APPROVAL_INVALID = 74
+    GRANT_INVALID = 75
+    INPUT_MISMATCH = 76
+    INPUT_INVALID = 77
+    FUNCTION_UNKNOWN = 78
+    ARGUMENT_INVALID = 79
+    FUNCTION_FAILED = 80
 
 
 class MesateeError(Exception):
@@ -99,6 +110,12 @@ class EvidenceFormatError(AttestationError, FormatError):
     default_status = Status.EVIDENCE_MALFORMED
 
 
+class TaskRefusedError(MesateeError):
+    """The enclave refused a task; ``status`` names the check (approval, grant, input...) and nothing was output."""
+
+    default_status = Status.MANIFEST_INVALID
+
+
 _CLASS_BY_STATUS: dict[Status, type[MesateeError]] = {
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.CRYPTO: CryptoError,
@@ -123,4 +140,6 @@ def error_for_status(status: int, message: str) -> MesateeError:
         return MesateeError(f"{message} (unknown status {status})", Status.INTERNAL)
     if Status.PLATFORM_NOT_ALLOWED <= known <= Status.UNSUPPORTED_PLATFORM:
         return AttestationError(message, known)
+    if Status.MANIFEST_INVALID <= known <= Status.FUNCTION_FAILED:
+        return TaskRefusedError(message, known)
     return _CLASS_BY_STATUS.get(known, MesateeError)(message, known)

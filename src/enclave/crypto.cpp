@@ -4,24 +4,29 @@ namespace mesatee::crypto {
 namespace {
 
 // Fetched once: looking an algorithm up by name on every call costs more than sealing 4 KiB.
-const EVP_CIPHER* aes256gcm() {
-    static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
-    if (!cipher) crypto_fail("AES-256-GCM fetch");
+const EVP_CIPHER* cipher_of(Aead aead) {
+    static EVP_CIPHER* ciphers[3] = {EVP_CIPHER_fetch(nullptr, "AES-128-GCM", nullptr),
+                                     EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr),
+                                     EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr)};
+    EVP_CIPHER* cipher = ciphers[static_cast<int>(aead)];
+    if (!cipher) crypto_fail("AEAD fetch");
     return cipher;
 }
 
-// One context per thread, re-keyed for each message: creating a context costs
-// more than the AES-GCM of a 4 KiB message.
-EVP_CIPHER_CTX* gcm_context(ByteView key, ByteView iv, bool encrypt) {
-    if (key.size != 32 || iv.size != kGcmIvSize) fail(MESATEE_ERROR_INTERNAL, "AES-GCM key or IV has the wrong size");
-    thread_local CipherCtxPtr ctx;
+// One context per thread and AEAD, re-keyed for each message: creating a
+// context costs more than the AES-GCM of a 4 KiB message.
+EVP_CIPHER_CTX* aead_context(Aead aead, ByteView key, ByteView iv, bool encrypt) {
+    if (key.size != key_size(aead) || iv.size != kGcmIvSize)
+        fail(MESATEE_ERROR_INTERNAL, "AEAD key or nonce has the wrong size");
+    thread_local CipherCtxPtr contexts[3];
+    CipherCtxPtr& ctx = contexts[static_cast<int>(aead)];
     if (!ctx) {
         CipherCtxPtr fresh(EVP_CIPHER_CTX_new());
         if (!fresh) crypto_fail("cipher context");
-        check_ossl(EVP_CipherInit_ex2(fresh.get(), aes256gcm(), nullptr, nullptr, 1, nullptr), "AES-GCM init");
+        check_ossl(EVP_CipherInit_ex2(fresh.get(), cipher_of(aead), nullptr, nullptr, 1, nullptr), "AEAD init");
         ctx = std::move(fresh);
     }
-    check_ossl(EVP_CipherInit_ex2(ctx.get(), nullptr, key.data, iv.data, encrypt ? 1 : 0, nullptr), "AES-GCM init");
+    check_ossl(EVP_CipherInit_ex2(ctx.get(), nullptr, key.data, iv.data, encrypt ? 1 : 0, nullptr), "AEAD init");
     return ctx.get();
 }
 
@@ -32,7 +37,7 @@ void feed_aad(EVP_CIPHER_CTX* ctx, ByteView aad) {
     for (size_t done = 0; done < aad.size; done += kStep) {
         int n = 0;
         size_t len = std::min(kStep, aad.size - done);
-        check_ossl(EVP_CipherUpdate(ctx, nullptr, &n, aad.data + done, static_cast<int>(len)), "AES-GCM AAD");
+        check_ossl(EVP_CipherUpdate(ctx, nullptr, &n, aad.data + done, static_cast<int>(len)), "AEAD AAD");
     }
 }
 
@@ -40,37 +45,53 @@ void feed(EVP_CIPHER_CTX* ctx, ByteView in, uint8_t* out) {
     for (size_t done = 0; done < in.size; done += kStep) {
         int n = 0;
         size_t len = std::min(kStep, in.size - done);
-        check_ossl(EVP_CipherUpdate(ctx, out + done, &n, in.data + done, static_cast<int>(len)), "AES-GCM update");
+        check_ossl(EVP_CipherUpdate(ctx, out + done, &n, in.data + done, static_cast<int>(len)), "AEAD update");
     }
 }
 
 }  // namespace
 
-void aes256gcm_encrypt(ByteView key, ByteView iv, ByteView aad1, ByteView aad2, ByteView plaintext, uint8_t* out) {
-    EVP_CIPHER_CTX* ctx = gcm_context(key, iv, true);
+size_t key_size(Aead aead) { return aead == Aead::Aes128Gcm ? 16 : 32; }
+
+void aead_encrypt(Aead aead, ByteView key, ByteView iv, ByteView aad1, ByteView aad2, ByteView plaintext,
+                  uint8_t* out) {
+    EVP_CIPHER_CTX* ctx = aead_context(aead, key, iv, true);
     feed_aad(ctx, aad1);
     feed_aad(ctx, aad2);
     feed(ctx, plaintext, out);
     int n = 0;
-    check_ossl(EVP_CipherFinal_ex(ctx, out + plaintext.size, &n), "AES-GCM final");
-    check_ossl(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kGcmTagSize, out + plaintext.size),
-               "AES-GCM tag");
+    check_ossl(EVP_CipherFinal_ex(ctx, out + plaintext.size, &n), "AEAD final");
+    check_ossl(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kGcmTagSize, out + plaintext.size),
+               "AEAD tag");
 }
 
-bool aes256gcm_decrypt(ByteView key, ByteView iv, ByteView aad1, ByteView aad2, ByteView ciphertext, ByteView tag,
-                       uint8_t* out) {
+bool aead_decrypt(Aead aead, ByteView key, ByteView iv, ByteView aad1, ByteView aad2, ByteView ciphertext,
+                  ByteView tag, uint8_t* out) {
     if (tag.size != kGcmTagSize) return false;
-    EVP_CIPHER_CTX* ctx = gcm_context(key, iv, false);
+    EVP_CIPHER_CTX* ctx = aead_context(aead, key, iv, false);
     feed_aad(ctx, aad1);
     feed_aad(ctx, aad2);
     feed(ctx, ciphertext, out);
-    check_ossl(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kGcmTagSize, const_cast<uint8_t*>(tag.data)),
-               "AES-GCM tag");
+    check_ossl(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kGcmTagSize, const_cast<uint8_t*>(tag.data)),
+               "AEAD tag");
     int n = 0;
     if (EVP_CipherFinal_ex(ctx, out + ciphertext.size, &n) == 1) return true;
     ERR_clear_error();
     OPENSSL_cleanse(out, ciphertext.size);  // never hand out unauthenticated plaintext
     return false;
+}
+
+SecretBytes x25519(ByteView private_key, ByteView peer_public) {
+    PkeyPtr own = raw_private_key(EVP_PKEY_X25519, private_key);
+    PkeyPtr peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_public.data, peer_public.size));
+    if (!peer) crypto_fail("X25519 public key");
+    PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, own.get(), nullptr));
+    SecretBytes secret(32);
+    size_t n = secret.size();
+    if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 || EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1 ||
+        EVP_PKEY_derive(ctx.get(), secret.data(), &n) != 1 || n != 32)
+        crypto_fail("X25519");
+    return secret;
 }
 
 PkeyPtr raw_private_key(int type, ByteView secret) {

@@ -8,7 +8,9 @@
 #include "enclave_state.hpp"
 #include "mesatee_t.h"
 #include "platform/platform.hpp"
+#include "functions/registry.hpp"
 #include "sealing.hpp"
+#include "task.hpp"
 
 namespace mesatee {
 namespace {
@@ -93,6 +95,31 @@ int ecall_unseal(const uint8_t* blob, size_t blob_size, const uint8_t* aad, size
         if (capacity < needed) fail(MESATEE_ERROR_BUFFER_TOO_SMALL, "plaintext needs more room");
         *out_size = sealing::unseal(ByteView(blob, blob_size), ByteView(aad, aad_size), out);
     });
+}
+
+namespace mesatee {
+namespace {
+thread_local Bytes pending_result;
+}
+}  // namespace mesatee
+
+int ecall_invoke(const uint8_t* invocation, size_t invocation_size, size_t* result_size) {
+    return guarded([&] {
+        pending_result.clear();
+        pending_result = invoke(ready_state(), ByteView(invocation, invocation_size));
+        *result_size = pending_result.size();
+    });
+}
+
+int ecall_take_result(uint8_t* out, size_t capacity, size_t* out_size) {
+    return guarded([&] {
+        emit(pending_result, out, capacity, out_size);
+        Bytes().swap(pending_result);
+    });
+}
+
+int ecall_functions(uint8_t* out, size_t capacity, size_t* out_size) {
+    return guarded([&] { emit(functions::declarations(), out, capacity, out_size); });
 }
 
 int ecall_last_error(char* message, size_t capacity) {

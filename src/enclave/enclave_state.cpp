@@ -55,6 +55,8 @@ void EnclaveState::seal_keys() {
     sealing::seal(MESATEE_SEAL_PRODUCT, plain.view(), literal(kStateAad), sealed_state_.data());
 }
 
+Bytes EnclaveState::sign(ByteView message) const { return crypto::ed25519_sign(signing_key_.get(), message); }
+
 Bytes EnclaveState::evidence(ByteView nonce) const {
     if (nonce.size > MESATEE_MAX_NONCE_SIZE)
         fail(MESATEE_ERROR_INVALID_ARGUMENT, "nonce has " + std::to_string(nonce.size) + " bytes; at most " +

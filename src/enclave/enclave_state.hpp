@@ -20,6 +20,8 @@ public:
     const Bytes& signing_public_key() const { return signing_public_; }
     // Evidence whose report data binds the public keys and the nonce.
     Bytes evidence(ByteView nonce) const;
+    ByteView hpke_private_key() const { return hpke_private_.view(); }
+    Bytes sign(ByteView message) const;
 
 private:
     void load_keys(ByteView plaintext);

@@ -51,7 +51,7 @@ void seal(mesatee_seal_policy policy, ByteView plaintext, ByteView aad, uint8_t*
     ByteView header(out, kHeaderSize), key_id(out + 8, 32), iv(out + 40, crypto::kGcmIvSize);
     SecretBytes key(32);
     platform::seal_key(policy, key_id, version, key);
-    crypto::aes256gcm_encrypt(key.view(), iv, header, aad, plaintext, out + kHeaderSize);
+    crypto::aes_gcm_encrypt(key.view(), iv, header, aad, plaintext, out + kHeaderSize);
 }
 
 uint16_t blob_security_version(ByteView blob) { return parse(blob).security_version; }
@@ -65,7 +65,7 @@ size_t unseal(ByteView blob, ByteView aad, uint8_t* out) {
                                              std::to_string(own));
     SecretBytes key(32);
     platform::seal_key(h.policy, h.key_id, h.security_version, key);
-    if (!crypto::aes256gcm_decrypt(key.view(), h.iv, ByteView(blob.data, kHeaderSize), aad, h.ciphertext, h.tag, out))
+    if (!crypto::aes_gcm_decrypt(key.view(), h.iv, ByteView(blob.data, kHeaderSize), aad, h.ciphertext, h.tag, out))
         fail(MESATEE_ERROR_UNSEAL_FAILED,
              "sealed blob: authentication failed (tampered blob, wrong AAD, or sealed by another enclave, "
              "product or platform)");

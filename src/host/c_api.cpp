@@ -192,6 +192,31 @@ mesatee_status mesatee_enclave_unseal(mesatee_enclave* e, const uint8_t* blob, s
     });
 }
 
+mesatee_status mesatee_enclave_invoke(mesatee_enclave* e, const uint8_t* invocation, size_t invocation_size,
+                                      mesatee_buffer* result) {
+    return guarded([&] {
+        clear_buffer(result);
+        require_bytes(invocation, invocation_size, "invocation");
+        size_t size = 0;
+        ecall(e, ecall_invoke, invocation, invocation_size, &size);
+        Bytes out(size);
+        ecall(e, ecall_take_result, out.data(), out.size(), &size);
+        out.resize(size);
+        set_buffer(result, out);
+    });
+}
+
+mesatee_status mesatee_enclave_functions(mesatee_enclave* e, mesatee_buffer* out) {
+    return guarded([&] {
+        clear_buffer(out);
+        size_t size = 0;
+        Bytes declarations(1 << 16);
+        ecall(e, ecall_functions, declarations.data(), declarations.size(), &size);
+        declarations.resize(size);
+        set_buffer(out, declarations);
+    });
+}
+
 mesatee_status mesatee_enclave_ping(mesatee_enclave* e) {
     // The hot path of the call benchmark: no allocation, no exception unless it fails.
     if (!e) return guarded([] { require(false, "enclave is null"); });
@@ -241,6 +266,9 @@ const char* mesatee_status_name(mesatee_status status) {
         NAME(ERROR_REPORT_SIGNATURE_INVALID) NAME(ERROR_CLAIMS_MISMATCH) NAME(ERROR_NONCE_MISMATCH)
         NAME(ERROR_MRENCLAVE_MISMATCH) NAME(ERROR_MRSIGNER_MISMATCH) NAME(ERROR_PRODUCT_ID_MISMATCH)
         NAME(ERROR_SECURITY_VERSION_TOO_LOW) NAME(ERROR_DEBUG_NOT_ALLOWED) NAME(ERROR_UNSUPPORTED_PLATFORM)
+        NAME(ERROR_MANIFEST_INVALID) NAME(ERROR_MANIFEST_EXPIRED) NAME(ERROR_ENCLAVE_NOT_ACCEPTED)
+        NAME(ERROR_APPROVAL_MISSING) NAME(ERROR_APPROVAL_INVALID) NAME(ERROR_GRANT_INVALID) NAME(ERROR_INPUT_MISMATCH)
+        NAME(ERROR_INPUT_INVALID) NAME(ERROR_FUNCTION_UNKNOWN) NAME(ERROR_ARGUMENT_INVALID) NAME(ERROR_FUNCTION_FAILED)
 #undef NAME
     }
     return "UNKNOWN_STATUS";

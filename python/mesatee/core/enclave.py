@@ -17,6 +17,7 @@ from typing import Any, Literal
 from mesatee import _bindings
 from mesatee._bindings import check, ffi, lib
 from mesatee.core.attestation import AttestationPolicy, VerifiedClaims
+from mesatee.core.functions import FunctionDeclaration, parse_declarations
 from mesatee.errors import InvalidArgumentError, MesateeError
 
 SealPolicy = Literal["unique", "product"]
@@ -183,6 +184,17 @@ class Enclave:
         )
         return ffi.buffer(out, out_size[0])[:]
 
+    def invoke(self, invocation: bytes) -> bytes:
+        """Run a task: canonical invocation in, canonical result out (see ``mesatee.core.manifest``).
+
+        A refused task raises ``TaskRefusedError`` naming the failed check; nothing is output.
+        """
+        return _bindings.call_for_buffer(lib.mesatee_enclave_invoke, self._h(), invocation, len(invocation))
+
+    def functions(self) -> dict[str, FunctionDeclaration]:
+        """The built-in functions this enclave runs, with their declared arguments and slots."""
+        return parse_declarations(_bindings.call_for_buffer(lib.mesatee_enclave_functions, self._h()))
+
     def ping(self) -> None:
         """Cross the boundary and back (measures the call overhead)."""
         check(lib.mesatee_enclave_ping(self._h()))
@@ -202,6 +214,14 @@ class Enclave:
     def __del__(self) -> None:
         if getattr(self, "_handle", None) is not None:
             self.close()
+
+
+def functions(
+    image: str | os.PathLike[str] | None = None, *, platform_dir: str | os.PathLike[str] | None = None
+) -> dict[str, FunctionDeclaration]:
+    """The built-in catalog of an enclave image (default: the packaged one)."""
+    with Enclave(image, platform_dir=platform_dir) as enclave:
+        return enclave.functions()
 
 
 def platform_root_certificate(platform_dir: str | os.PathLike[str] | None = None) -> bytes:

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -49,6 +50,23 @@ inline Bytes sha256(ByteView data) {
     return out;
 }
 
+// HMAC-SHA256 over the concatenation of parts.
+inline void hmac_sha256(ByteView key, std::initializer_list<ByteView> parts, uint8_t out[32]) {
+    static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (!mac) crypto_fail("HMAC fetch");
+    OsslPtr<EVP_MAC_CTX, EVP_MAC_CTX_free> ctx(EVP_MAC_CTX_new(mac));
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0), OSSL_PARAM_END};
+    // A null key means "keep the previous key" to OpenSSL; an empty key must still be a key.
+    static const uint8_t empty = 0;
+    if (!ctx || EVP_MAC_init(ctx.get(), key.data ? key.data : &empty, key.size, params) != 1)
+        crypto_fail("HMAC-SHA256 init");
+    for (ByteView part : parts)
+        if (part.size && EVP_MAC_update(ctx.get(), part.data, part.size) != 1) crypto_fail("HMAC-SHA256");
+    size_t n = 0;
+    if (EVP_MAC_final(ctx.get(), out, &n, 32) != 1) crypto_fail("HMAC-SHA256");
+}
+
 inline void random_bytes(uint8_t* out, size_t n) {
     check_ossl(RAND_bytes(out, static_cast<int>(n)), "random generation");
 }
@@ -60,6 +78,11 @@ public:
     SecretBytes(const SecretBytes&) = delete;
     SecretBytes& operator=(const SecretBytes&) = delete;
     SecretBytes(SecretBytes&& o) noexcept : bytes_(std::move(o.bytes_)) {}
+    SecretBytes& operator=(SecretBytes&& o) noexcept {
+        OPENSSL_cleanse(bytes_.data(), bytes_.size());
+        bytes_ = std::move(o.bytes_);
+        return *this;
+    }
     ~SecretBytes() { OPENSSL_cleanse(bytes_.data(), bytes_.size()); }
     uint8_t* data() { return bytes_.data(); }
     const uint8_t* data() const { return bytes_.data(); }

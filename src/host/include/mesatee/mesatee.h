@@ -116,6 +116,14 @@ MESATEE_API mesatee_status mesatee_enclave_seal(mesatee_enclave* enclave, mesate
 MESATEE_API mesatee_status mesatee_enclave_unseal(mesatee_enclave* enclave, const uint8_t* blob, size_t blob_size,
                                                   const uint8_t* aad, size_t aad_size, uint8_t* out,
                                                   size_t out_capacity, size_t* out_size);
+/* Runs a task: invocation and result are canonical msgpack (docs/formats.md,
+ * "Invocation" and "Result"). A refused task returns its status (70-80) and
+ * no result. */
+MESATEE_API mesatee_status mesatee_enclave_invoke(mesatee_enclave* enclave, const uint8_t* invocation,
+                                                  size_t invocation_size, mesatee_buffer* result);
+/* The built-in functions' declarations, canonical msgpack. */
+MESATEE_API mesatee_status mesatee_enclave_functions(mesatee_enclave* enclave, mesatee_buffer* out);
+
 /* Crosses the boundary and back, doing nothing. */
 MESATEE_API mesatee_status mesatee_enclave_ping(mesatee_enclave* enclave);
 

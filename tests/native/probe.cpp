@@ -1,0 +1,78 @@
+// Test-only: the trusted sources built as a plain library (as CCF builds its
+// enclave code for unit tests), driven from pytest through one C entry point.
+// Requests and replies are canonical msgpack maps.
+#include <cstdlib>
+#include <cstring>
+
+#include "files.hpp"
+#include "hpke.hpp"
+#include "manifest.hpp"
+#include "msgpack.hpp"
+
+using namespace mesatee;
+using msgpack::Value;
+
+namespace {
+
+const Bytes& bin(const msgpack::Map& m, const char* key) { return msgpack::require(m, key, "probe").as_bin(key); }
+
+Value hpke_vector(const msgpack::Map& in) {
+    auto aead = static_cast<hpke::Aead>(msgpack::require(in, "aead", "probe").as_uint("aead"));
+    SecretBytes skE = hpke::derive_private_key(bin(in, "ikmE"));
+    SecretBytes skR = hpke::derive_private_key(bin(in, "ikmR"));
+    Bytes pkR = hpke::public_key_of(skR.view());
+    Bytes enc;
+    hpke::Context sender = hpke::setup_sender(pkR, bin(in, "info"), aead, enc, &skE);
+    Bytes ct = hpke::context_seal(sender, bin(in, "aad"), bin(in, "pt"));
+    hpke::Context receiver = hpke::setup_recipient(enc, skR.view(), pkR, bin(in, "info"), aead);
+    Bytes pt = hpke::context_open(receiver, bin(in, "aad"), ct);
+    msgpack::Array exports;
+    for (const Value& e : msgpack::require(in, "exports", "probe").as_array("exports")) {
+        const msgpack::Map& x = e.as_map("export");
+        exports.push_back(Value::bin(hpke::context_export(receiver, bin(x, "context"), msgpack::require(x, "length", "probe").as_uint("length"))));
+    }
+    return Value::map({{"skEm", Value::bin(skE.view().to_bytes())}, {"skRm", Value::bin(skR.view().to_bytes())},
+                       {"pkRm", Value::bin(pkR)}, {"enc", Value::bin(enc)}, {"key", Value::bin(sender.key.view().to_bytes())},
+                       {"base_nonce", Value::bin(sender.base_nonce)},
+                       {"exporter_secret", Value::bin(sender.exporter_secret.view().to_bytes())},
+                       {"ct", Value::bin(ct)}, {"pt", Value::bin(pt)}, {"exports", Value::array(std::move(exports))}});
+}
+
+Value run(const std::string& op, const msgpack::Map& in) {
+    if (op == "hpke_vector") return hpke_vector(in);
+    if (op == "hpke_seal") return Value::bin(hpke::seal(bin(in, "public_key"), bin(in, "info"), bin(in, "plaintext")));
+    if (op == "hpke_open") {
+        Bytes pk = hpke::public_key_of(bin(in, "private_key"));
+        return Value::bin(hpke::open(bin(in, "ciphertext"), bin(in, "private_key"), pk, bin(in, "info"), "ciphertext"));
+    }
+    if (op == "file_encrypt")
+        return Value::bin(files::encrypt_file(bin(in, "key"), bin(in, "plaintext"),
+                                              static_cast<unsigned>(msgpack::require(in, "chunk_log2", "probe").as_uint("chunk_log2"))));
+    if (op == "file_decrypt") return Value::bin(files::decrypt_file(bin(in, "key"), bin(in, "file"), "file"));
+    if (op == "teaclave_decrypt") return Value::bin(files::decrypt_teaclave(bin(in, "key"), bin(in, "iv"), bin(in, "file"), "file"));
+    if (op == "msgpack_reencode") return Value::bin(msgpack::encode(msgpack::decode(bin(in, "data"), "data")));
+    if (op == "manifest_hash") return Value::bin(parse_manifest(bin(in, "data")).hash);
+    fail(MESATEE_ERROR_INVALID_ARGUMENT, "unknown probe operation " + op);
+}
+
+}  // namespace
+
+// Returns a mesatee_status; *reply is malloc'd (the result, or the error message), freed with probe_free.
+extern "C" __attribute__((visibility("default"))) int probe_call(const char* op, const uint8_t* request, size_t size,
+                                                                uint8_t** reply, size_t* reply_size) {
+    Bytes out;
+    int status = MESATEE_OK;
+    try {
+        Value in = msgpack::decode(ByteView(request, size), "probe request");
+        out = msgpack::encode(run(op, in.as_map("probe request")));
+    } catch (const Error& e) {
+        status = e.status();
+        out.assign(e.what(), e.what() + std::strlen(e.what()));
+    }
+    *reply = static_cast<uint8_t*>(std::malloc(out.size() + 1));
+    std::memcpy(*reply, out.data(), out.size());
+    *reply_size = out.size();
+    return status;
+}
+
+extern "C" __attribute__((visibility("default"))) void probe_free(uint8_t* reply) { std::free(reply); }

@@ -1,0 +1,104 @@
+"""Byte compatibility between the Python and the C++ (trusted) implementations of the formats."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mesatee import CryptoError, FormatError
+from mesatee.core import canonical, files
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_files_python_to_cpp_and_back(probe, size: int) -> None:
+    key, data = os.urandom(32), os.urandom(size)
+    made_in_python = files.encrypt_bytes(data, key, chunk_size=4096)
+    assert probe("file_decrypt", key=key, file=made_in_python) == data
+    made_in_cpp = probe("file_encrypt", key=key, plaintext=data, chunk_log2=12)
+    assert files.decrypt_bytes(made_in_cpp, key) == data
+    assert len(made_in_cpp) == len(made_in_python)
+
+
+def test_file_vector_opens_in_cpp(probe) -> None:
+    import json
+
+    from conftest import REPO
+
+    v = {k: bytes.fromhex(x) if isinstance(x, str) else x
+         for k, x in json.loads((REPO / "tests" / "vectors" / "encrypted_file.json").read_text()).items()
+         if k != "description"}
+    assert probe("file_decrypt", key=v["key"], file=v["file"]) == v["plaintext"]
+
+
+def test_cpp_refuses_what_python_refuses(probe) -> None:
+    key = os.urandom(32)
+    good = files.encrypt_bytes(os.urandom(10000), key, chunk_size=4096)
+    chunk = 4096 + 16
+    broken = {
+        "truncated after a chunk": good[: 16 + chunk],
+        "truncated mid chunk": good[:-5],
+        "chunks swapped": good[:16] + good[16 + chunk : 16 + 2 * chunk] + good[16 : 16 + chunk] + good[16 + 2 * chunk :],
+        "chunk duplicated": good[: 16 + chunk] + good[16 : 16 + chunk] + good[16 + chunk :],
+        "flipped byte": good[:100] + bytes([good[100] ^ 1]) + good[101:],
+        "spliced with another file": good[: 16 + chunk] + files.encrypt_bytes(os.urandom(10000), key, chunk_size=4096)[16 + chunk :],
+        "trailing data": good + b"x",
+    }
+    for name, data in broken.items():
+        with pytest.raises((CryptoError, FormatError)):
+            probe("file_decrypt", key=key, file=data)
+        with pytest.raises((CryptoError, FormatError)):
+            files.decrypt_bytes(data, key)
+        assert name
+    with pytest.raises(CryptoError):
+        probe("file_decrypt", key=os.urandom(32), file=good)
+    with pytest.raises(FormatError, match="chunk size"):
+        probe("file_decrypt", key=key, file=good[:7] + bytes([30]) + good[8:])
+
+
+def test_teaclave_vector_in_cpp(probe) -> None:
+    import base64
+
+    file = base64.b64decode("c+mpvRfZ0fboR0j3rTgOGDBiubSzlCt9")
+    assert probe("teaclave_decrypt", key=bytes(16), iv=bytes(12), file=file) == b"password"
+    with pytest.raises(CryptoError):
+        probe("teaclave_decrypt", key=bytes(16), iv=bytes([1]) + bytes(11), file=file)
+
+
+VALUES = [
+    None, True, False, 0, 127, 128, 255, 256, 65535, 65536, 2**32, 2**64 - 1, -1, -32, -33, -128, -129, -(2**63),
+    1.5, -0.0, "", "x" * 31, "x" * 32, "é" * 200, "y" * 70000, b"", b"b" * 300, b"b" * 70000,
+    [], list(range(16)), {"": 1, "a": [1, {"b": None}], "ab": b"\x00", "b": 2.25}, {str(i): i for i in range(20)},
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
+def test_canonical_msgpack_is_one_encoding_on_both_sides(probe, value: object) -> None:
+    encoded = canonical.encode(value)
+    assert probe("msgpack_reencode", data=encoded) == encoded
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xcc\x05",  # 5 as uint8
+        b"\xd0\x05",  # 5 as int8
+        b"\xd1\xff\x80",  # -128 as int16
+        b"\xd9\x01a",  # a 1-byte str8
+        b"\x82\xa1b\x01\xa1a\x02",  # keys out of order
+        b"\x82\xa1a\x01\xa1a\x02",  # duplicate key
+        b"\x81\x01\x02",  # non-string key
+        b"\xca\x00\x00\x00\x00",  # float32
+        b"\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00",  # NaN
+        b"\xd4\x01\x00",  # ext
+        b"\xc0\xc0",  # trailing bytes
+        b"\xa2\xc3\x28",  # invalid UTF-8
+        b"\x91" * 40 + b"\xc0",  # too deep
+        b"\xdd\xff\xff\xff\xff",  # more elements than data
+    ],
+)
+def test_non_canonical_refused_on_both_sides(probe, data: bytes) -> None:
+    with pytest.raises(FormatError):
+        probe("msgpack_reencode", data=data)
+    with pytest.raises(FormatError):
+        canonical.decode(data, max_size=1 << 20)
