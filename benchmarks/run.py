@@ -18,6 +18,7 @@ from pathlib import Path
 
 import bench_attestation
 import bench_calls
+import bench_protocol
 import bench_sealing
 import harness
 
@@ -25,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[harness.Config], harness.Report]] = {
     "sealing": bench_sealing.run,
     "calls": bench_calls.run,
     "attestation": bench_attestation.run,
+    "protocol": bench_protocol.run,
 }
 
 

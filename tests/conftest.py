@@ -63,57 +63,12 @@ def make_image(tmp_path_factory: pytest.TempPathFactory, signer_key: Ed25519Priv
     return make
 
 
-class Probe:
-    """The trusted sources as a plain library (tests/native/probe.cpp), called with canonical msgpack."""
-
-    def __init__(self, path: Path) -> None:
-        import ctypes
-
-        self._lib = ctypes.CDLL(str(path))
-        self._lib.probe_call.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.POINTER(ctypes.POINTER(ctypes.c_uint8)),
-            ctypes.POINTER(ctypes.c_size_t),
-        ]
-        self._lib.probe_free.argtypes = [ctypes.POINTER(ctypes.c_uint8)]
-        self._ctypes = ctypes
-
-    def __call__(self, op: str, **request: object) -> object:
-        """The reply, or a MesateeError carrying the trusted code's status and message."""
-        from mesatee.core import canonical
-        from mesatee.errors import error_for_status
-
-        ctypes = self._ctypes
-        data = canonical.encode(request)
-        reply, size = ctypes.POINTER(ctypes.c_uint8)(), ctypes.c_size_t()
-        status = self._lib.probe_call(op.encode(), data, len(data), ctypes.byref(reply), ctypes.byref(size))
-        try:
-            raw = ctypes.string_at(reply, size.value)
-        finally:
-            self._lib.probe_free(reply)
-        if status:
-            raise error_for_status(status, raw.decode("utf-8", "replace"))
-        return canonical.decode(raw, max_size=1 << 30)
-
-
 @pytest.fixture(scope="session")
-def probe() -> Probe:
-    """Builds the probe with CMake once (kept in build/probe between runs)."""
-    import shutil
-    import subprocess
+def probe():
+    """The trusted sources as a plain library (tests/native), built with CMake once per checkout."""
+    from native.probe import ProbeBuildError, build_probe
 
-    cmake = shutil.which("cmake")
-    if cmake is None:
-        pytest.fail("cmake is needed to build the native test probe (pip install cmake)")
-    build = REPO / "build" / "probe"
-    configure = [cmake, "-S", str(REPO), "-B", str(build), "-DMESATEE_BUILD_PROBE=ON", "-DMESATEE_BUILD_PYTHON=OFF",
-                 "-DCMAKE_BUILD_TYPE=RelWithDebInfo"]
-    if shutil.which("ninja"):
-        configure += ["-G", "Ninja"] if not (build / "CMakeCache.txt").exists() else []
-    for command in (configure, [cmake, "--build", str(build), "--target", "mesatee_probe", "-j", "2"]):
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(f"building the probe failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
-    return Probe(next(build.glob("libmesatee_probe.so*")))
+    try:
+        return build_probe(REPO / "build" / "probe")
+    except ProbeBuildError as exc:
+        pytest.fail(str(exc))

@@ -21,6 +21,12 @@ FIGURES = {
     "calls.ping_raw",
     "attestation.python",
     "attestation.native",
+    "protocol.hpke_open",
+    "protocol.file_encrypt.python",
+    "protocol.file_decrypt.python",
+    "protocol.file_encrypt.cpp",
+    "protocol.file_decrypt.cpp",
+    "protocol.file_encrypt.cpp.libcrypto",
 }
 
 

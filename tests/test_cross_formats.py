@@ -25,9 +25,11 @@ def test_file_vector_opens_in_cpp(probe) -> None:
 
     from conftest import REPO
 
-    v = {k: bytes.fromhex(x) if isinstance(x, str) else x
-         for k, x in json.loads((REPO / "tests" / "vectors" / "encrypted_file.json").read_text()).items()
-         if k != "description"}
+    v = {
+        k: bytes.fromhex(x) if isinstance(x, str) else x
+        for k, x in json.loads((REPO / "tests" / "vectors" / "encrypted_file.json").read_text()).items()
+        if k != "description"
+    }
     assert probe("file_decrypt", key=v["key"], file=v["file"]) == v["plaintext"]
 
 
@@ -35,13 +37,15 @@ def test_cpp_refuses_what_python_refuses(probe) -> None:
     key = os.urandom(32)
     good = files.encrypt_bytes(os.urandom(10000), key, chunk_size=4096)
     chunk = 4096 + 16
+    first, second, rest = good[16 : 16 + chunk], good[16 + chunk : 16 + 2 * chunk], good[16 + 2 * chunk :]
+    other = files.encrypt_bytes(os.urandom(10000), key, chunk_size=4096)
     broken = {
         "truncated after a chunk": good[: 16 + chunk],
         "truncated mid chunk": good[:-5],
-        "chunks swapped": good[:16] + good[16 + chunk : 16 + 2 * chunk] + good[16 : 16 + chunk] + good[16 + 2 * chunk :],
-        "chunk duplicated": good[: 16 + chunk] + good[16 : 16 + chunk] + good[16 + chunk :],
+        "chunks swapped": good[:16] + second + first + rest,
+        "chunk duplicated": good[:16] + first + first + second + rest,
         "flipped byte": good[:100] + bytes([good[100] ^ 1]) + good[101:],
-        "spliced with another file": good[: 16 + chunk] + files.encrypt_bytes(os.urandom(10000), key, chunk_size=4096)[16 + chunk :],
+        "spliced with another file": good[: 16 + chunk] + other[16 + chunk :],
         "trailing data": good + b"x",
     }
     for name, data in broken.items():
@@ -66,9 +70,38 @@ def test_teaclave_vector_in_cpp(probe) -> None:
 
 
 VALUES = [
-    None, True, False, 0, 127, 128, 255, 256, 65535, 65536, 2**32, 2**64 - 1, -1, -32, -33, -128, -129, -(2**63),
-    1.5, -0.0, "", "x" * 31, "x" * 32, "é" * 200, "y" * 70000, b"", b"b" * 300, b"b" * 70000,
-    [], list(range(16)), {"": 1, "a": [1, {"b": None}], "ab": b"\x00", "b": 2.25}, {str(i): i for i in range(20)},
+    None,
+    True,
+    False,
+    0,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    65536,
+    2**32,
+    2**64 - 1,
+    -1,
+    -32,
+    -33,
+    -128,
+    -129,
+    -(2**63),
+    1.5,
+    -0.0,
+    "",
+    "x" * 31,
+    "x" * 32,
+    "é" * 200,
+    "y" * 70000,
+    b"",
+    b"b" * 300,
+    b"b" * 70000,
+    [],
+    list(range(16)),
+    {"": 1, "a": [1, {"b": None}], "ab": b"\x00", "b": 2.25},
+    {str(i): i for i in range(20)},
 ]
 
 

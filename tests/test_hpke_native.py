@@ -7,10 +7,10 @@ import json
 import os
 
 import pytest
-from conftest import REPO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from conftest import REPO
 from mesatee import CryptoError
 from mesatee.core import hpke
 
@@ -84,8 +84,11 @@ def test_tampering_and_other_info_refused(probe) -> None:
         with pytest.raises(CryptoError, match="did not open"):
             probe("hpke_open", private_key=private, ciphertext=bad, info=info)
         assert name
-    for other in (hpke.grant_info(bytes(32), "b"), hpke.grant_info(bytes([1]) + bytes(31), "a"),
-                  hpke.output_key_info(bytes(32), "a")):
+    for other in (
+        hpke.grant_info(bytes(32), "b"),
+        hpke.grant_info(bytes([1]) + bytes(31), "a"),
+        hpke.output_key_info(bytes(32), "a"),
+    ):
         with pytest.raises(CryptoError, match="did not open"):
             probe("hpke_open", private_key=private, ciphertext=sealed, info=other)
     with pytest.raises(CryptoError):

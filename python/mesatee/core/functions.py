@@ -56,7 +56,10 @@ def parse_declarations(encoded: bytes) -> dict[str, FunctionDeclaration]:
                 )
                 for a in fn["arguments"]
             )
-            slots = {k: tuple(SlotDeclaration(s["name"], s["optional"], s["doc"]) for s in fn[k]) for k in ("inputs", "outputs")}
+            slots = {
+                k: tuple(SlotDeclaration(s["name"], s["optional"], s["doc"]) for s in fn[k])
+                for k in ("inputs", "outputs")
+            }
             functions[fn["name"]] = FunctionDeclaration(
                 fn["name"], fn["version"], fn["doc"], arguments, slots["inputs"], slots["outputs"]
             )

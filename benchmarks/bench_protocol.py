@@ -1,0 +1,100 @@
+"""The task protocol's building blocks: HPKE inside the enclave, encrypted files in Python and in C++.
+
+The C++ figures time loops inside the trusted code itself (tests/native/probe.cpp,
+built with CMake on first use), so no Python call overhead is in them.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+import harness
+from mesatee.core import files
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from native.probe import Probe, build_probe
+
+MIB = 1 << 20
+
+
+def _probe() -> Probe:
+    return build_probe(Path(__file__).resolve().parents[1] / "build" / "probe")
+
+
+def _native_ns_per_op(probe: Probe, what: str, iterations: int, data: bytes, repeats: int) -> float:
+    """Median ns per operation of a loop run inside the trusted code."""
+    probe("bench", what=what, iterations=1, data=data)  # warm-up
+    return statistics.median(
+        probe("bench", what=what, iterations=iterations, data=data) / iterations for _ in range(repeats)
+    )
+
+
+def run(config: harness.Config) -> harness.Report:
+    report = harness.Report()
+    probe = _probe()
+    repeats = config.repeats
+
+    # HPKE open (one X25519 and the key schedule) against the X25519 it contains.
+    n = config.pick(2000, 50)
+    hpke_ns = _native_ns_per_op(probe, "hpke_open", n, b"k" * 32, repeats)
+    x25519_ns = _native_ns_per_op(probe, "x25519", n, b"k" * 32, repeats)
+    report.figures.append(
+        harness.Figure(
+            id="protocol.hpke_open", name="HPKE open in the enclave (C++)", unit="ops/s", value=1e9 / hpke_ns,
+            baseline_name="X25519 in the same libcrypto (C++)", baseline_value=1e9 / x25519_ns,
+            goal=harness.Goal(ratio_at_least=0.8),
+        )
+    )  # fmt: skip
+
+    # Encrypted files: Python (for parties) and C++ (in the enclave), beside single-shot AES-GCM.
+    size = config.pick(16 * MIB, MIB)
+    data = os.urandom(size)
+    key = os.urandom(32)
+    aead = AESGCM(key)
+    encrypted = files.encrypt_bytes(data, key)
+    nonce = os.urandom(12)
+    sealed = aead.encrypt(nonce, data, None)
+    batch = config.pick(3, 1)
+    t = harness.compare(
+        [
+            harness.Candidate("py_encrypt", files.encrypt_bytes, batch, (data, key)),
+            harness.Candidate("py_decrypt", files.decrypt_bytes, batch, (encrypted, key)),
+            harness.Candidate("aesgcm_encrypt", aead.encrypt, batch, (nonce, data, None)),
+            harness.Candidate("aesgcm_decrypt", aead.decrypt, batch, (nonce, sealed, None)),
+        ],
+        config,
+    )
+    rate = {name: timing.per_second(size) / 1e6 for name, timing in t.items()}
+    for direction in ("encrypt", "decrypt"):
+        report.figures.append(
+            harness.Figure(
+                id=f"protocol.file_{direction}.python", name=f"file {direction} (Python, {size // MIB} MiB)",
+                unit="MB/s", value=rate[f"py_{direction}"],
+                baseline_name=f"cryptography AESGCM {direction}", baseline_value=rate[f"aesgcm_{direction}"],
+                goal=harness.Goal(ratio_at_least=0.85),
+            )
+        )  # fmt: skip
+    loops = config.pick(4, 1)
+    cpp = {what: size * 1e3 / _native_ns_per_op(probe, what, loops, data, repeats)
+           for what in ("file_encrypt", "file_decrypt", "aes_gcm_encrypt")}  # fmt: skip
+    for direction in ("encrypt", "decrypt"):
+        report.figures.append(
+            harness.Figure(
+                id=f"protocol.file_{direction}.cpp", name=f"file {direction} (C++, {size // MIB} MiB)", unit="MB/s",
+                value=cpp[f"file_{direction}"], baseline_name=f"cryptography AESGCM {direction}",
+                baseline_value=rate[f"aesgcm_{direction}"], goal=harness.Goal(ratio_at_least=0.85),
+            )
+        )  # fmt: skip
+    report.figures.append(
+        harness.Figure(
+            id="protocol.file_encrypt.cpp.libcrypto", name=f"file encrypt (C++, {size // MIB} MiB)", unit="MB/s",
+            value=cpp["file_encrypt"], baseline_name="single-shot AES-GCM, same libcrypto (C++)",
+            baseline_value=cpp["aes_gcm_encrypt"],
+        )
+    )  # fmt: skip
+    return report
