@@ -62,9 +62,11 @@ void check_approvals(const Manifest& m, const msgpack::Map& approvals) {
     for (const auto& [id_hex, signature] : approvals)
         if (std::none_of(m.participants.begin(), m.participants.end(), [&](const Participant& p) { return p.id_hex == id_hex; }))
             fail(MESATEE_ERROR_APPROVAL_INVALID, "an approval comes from " + id_hex.substr(0, 64) + ", who is not a participant");
+    for (const Participant& p : m.participants)
+        if (!msgpack::find(approvals, p.id_hex))
+            fail(MESATEE_ERROR_APPROVAL_MISSING, "participant " + p.id_hex + " has not approved this manifest");
     for (const Participant& p : m.participants) {
         const Value* signature = msgpack::find(approvals, p.id_hex);
-        if (!signature) fail(MESATEE_ERROR_APPROVAL_MISSING, "participant " + p.id_hex + " has not approved this manifest");
         if (!signature->is(Value::Type::Bin) || !ed25519_verify(p.signing_key, message, signature->as_bin("approval")))
             fail(MESATEE_ERROR_APPROVAL_INVALID,
                  "the approval of participant " + p.id_hex + " does not verify for this manifest");

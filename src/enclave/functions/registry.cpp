@@ -10,7 +10,8 @@ namespace {
 using msgpack::Value;
 
 const std::vector<const Function*>& catalog() {
-    static const std::vector<const Function*> all{&echo(), &online_decrypt()};
+    static const std::vector<const Function*> all{&echo(), &online_decrypt(), &ordered_set_intersect(),
+                                                  &password_check()};
     return all;
 }
 

@@ -68,5 +68,7 @@ Bytes declarations();
 // The catalog, one entry per built-in (defined beside each function).
 const Function& echo();
 const Function& online_decrypt();
+const Function& ordered_set_intersect();
+const Function& password_check();
 
 }  // namespace mesatee::functions
