@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[harness.Config], harness.Report]] = {
     "calls": bench_calls.run,
     "attestation": bench_attestation.run,
     "protocol": bench_protocol.run,
+    "invoke": bench_protocol.run_invoke,
 }
 
 

@@ -27,6 +27,7 @@ FIGURES = {
     "protocol.file_encrypt.cpp",
     "protocol.file_decrypt.cpp",
     "protocol.file_encrypt.cpp.libcrypto",
+    "protocol.invoke_echo",
 }
 
 
