@@ -142,3 +142,6 @@ def run(config: harness.Config) -> harness.Report:
         f"{(t['native'].median_ns - t['libcrypto_ecdsa_x2'].median_ns) / 1e3:,.1f} us."
     )
     return report
+
+
+BENCHMARKS = {"attestation": run}

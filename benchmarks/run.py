@@ -9,6 +9,7 @@ benchmark ran, met or not (machines are noisy; judge the table).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import platform
 import sys
@@ -16,19 +17,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import bench_attestation
-import bench_calls
-import bench_protocol
-import bench_sealing
 import harness
 
-BENCHMARKS: dict[str, Callable[[harness.Config], harness.Report]] = {
-    "sealing": bench_sealing.run,
-    "calls": bench_calls.run,
-    "attestation": bench_attestation.run,
-    "protocol": bench_protocol.run,
-    "invoke": bench_protocol.run_invoke,
-}
+HERE = Path(__file__).resolve().parent
+
+
+def discover() -> dict[str, Callable[[harness.Config], harness.Report]]:
+    """Every ``bench_*.py`` beside this file contributes its ``BENCHMARKS`` (name -> run(config))."""
+    found: dict[str, Callable[[harness.Config], harness.Report]] = {}
+    for path in sorted(HERE.glob("bench_*.py")):
+        module = importlib.import_module(path.stem)
+        found.update(module.BENCHMARKS)
+    return found
+
+
+BENCHMARKS = discover()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -61,6 +62,26 @@ def make_image(tmp_path_factory: pytest.TempPathFactory, signer_key: Ed25519Priv
         return image
 
     return make
+
+
+class TaskWorld(NamedTuple):
+    """One enclave on its own platform, attested by four parties' policy (tests/task_host.py runs tasks on it)."""
+
+    enclave: Any
+    claims: Any
+    parties: tuple[Any, ...]
+
+
+@pytest.fixture(scope="session")
+def task_world(tmp_path_factory: pytest.TempPathFactory):
+    import mesatee
+    from mesatee.parties import Party
+    from task_host import attest
+
+    platform_dir = tmp_path_factory.mktemp("world") / "platform"
+    with mesatee.Enclave(platform_dir=platform_dir) as enclave:
+        parties = tuple(Party.generate() for _ in range(4))
+        yield TaskWorld(enclave, attest(enclave, platform_dir, parties[0]), parties)
 
 
 @pytest.fixture(scope="session")

@@ -93,3 +93,23 @@ def run(enclave: mesatee.Enclave, task: Task, claims: VerifiedClaims) -> dict[by
     """Invoke, then let every participant verify and open what is addressed to it."""
     result = TaskResult.from_bytes(enclave.invoke(task.invocation()))
     return {p.party_id: p.open_result(result, task.manifest, claims) for p in task.participants}
+
+
+def run_function(
+    enclave: mesatee.Enclave,
+    claims: VerifiedClaims,
+    tmp_path: Path,
+    function: str,
+    creator: Party,
+    *,
+    arguments: dict | None = None,
+    inputs: dict[str, tuple[Party, bytes]] | None = None,
+    outputs: dict[str, list[Party]] | None = None,
+) -> tuple[bytes | None, dict[str, bytes]]:
+    """A whole task: the creator's return value, and every output as its owners opened it."""
+    task = prepare(tmp_path, claims, creator, function, arguments=arguments, inputs=inputs, outputs=outputs)
+    opened = run(enclave, task, claims)
+    merged: dict[str, bytes] = {}
+    for view in opened.values():
+        merged.update(view.outputs)
+    return opened[creator.party_id].return_value, merged

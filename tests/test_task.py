@@ -13,19 +13,15 @@ from conftest import REPO
 from mesatee import CryptoError, FormatError, Status, TaskRefusedError
 from mesatee.core import canonical
 from mesatee.core.manifest import EnclaveRequirement, FunctionRef, OutputSlot, TaskResult
-from mesatee.parties import Party
-from task_host import attest, prepare, run
+from task_host import prepare, run
 
 TEACLAVE = REPO.parent / "shared" / "fixtures" / "teaclave"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    platform_dir = tmp_path_factory.mktemp("task") / "platform"
-    with mesatee.Enclave(platform_dir=platform_dir) as enclave:
-        alice, bob, carol = Party.generate(), Party.generate(), Party.generate()
-        claims = attest(enclave, platform_dir, alice)
-        yield enclave, claims, alice, bob, carol
+def world(task_world):
+    enclave, claims, (alice, bob, carol, _) = task_world
+    return enclave, claims, alice, bob, carol
 
 
 def refused(enclave: mesatee.Enclave, invocation: bytes, status: Status) -> TaskRefusedError:

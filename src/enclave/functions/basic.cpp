@@ -86,4 +86,9 @@ const Function& online_decrypt() {
     return fn;
 }
 
+namespace {
+const Registration registered_echo(echo());
+const Registration registered_online_decrypt(online_decrypt());
+}  // namespace
+
 }  // namespace mesatee::functions

@@ -29,4 +29,8 @@ const Function& password_check() {
     return fn;
 }
 
+namespace {
+const Registration registered_password_check(password_check());
+}  // namespace
+
 }  // namespace mesatee::functions

@@ -65,10 +65,11 @@ void validate_slots(const Function& fn, const std::vector<std::string>& inputs, 
 // Every declaration, canonically encoded, for ecall_functions.
 Bytes declarations();
 
-// The catalog, one entry per built-in (defined beside each function).
-const Function& echo();
-const Function& online_decrypt();
-const Function& ordered_set_intersect();
-const Function& password_check();
+// Each built-in registers itself beside its implementation:
+//     static const Registration registered(my_function());
+// so that adding a function touches no other file.
+struct Registration {
+    explicit Registration(const Function& fn);
+};
 
 }  // namespace mesatee::functions

@@ -55,4 +55,8 @@ const Function& ordered_set_intersect() {
     return fn;
 }
 
+namespace {
+const Registration registered_ordered_set_intersect(ordered_set_intersect());
+}  // namespace
+
 }  // namespace mesatee::functions
