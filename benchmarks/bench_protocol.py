@@ -23,7 +23,7 @@ MIB = 1 << 20
 
 
 def _probe() -> Probe:
-    return build_probe(Path(__file__).resolve().parents[1] / "build" / "probe")
+    return build_probe()
 
 
 def _native_ns_per_op(probe: Probe, what: str, iterations: int, data: bytes, repeats: int) -> float:

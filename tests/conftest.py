@@ -90,6 +90,6 @@ def probe():
     from native.probe import ProbeBuildError, build_probe
 
     try:
-        return build_probe(REPO / "build" / "probe")
+        return build_probe()
     except ProbeBuildError as exc:
         pytest.fail(str(exc))

@@ -35,6 +35,8 @@ _LAZY = {
     "PublicKeys": "mesatee.core.enclave",
     "platform_root_certificate": "mesatee.core.enclave",
     "functions": "mesatee.core.enclave",
+    "cmake_dir": "mesatee.core.enclave",
+    "get_include": "mesatee.core.enclave",
     "FunctionDeclaration": "mesatee.core.functions",
     "Party": "mesatee.parties",
     "PartyIdentity": "mesatee.parties",
@@ -43,7 +45,15 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from mesatee.core.attestation import AttestationPolicy, VerifiedClaims, verify_evidence
-    from mesatee.core.enclave import Enclave, EnclaveIdentity, PublicKeys, functions, platform_root_certificate
+    from mesatee.core.enclave import (
+        Enclave,
+        EnclaveIdentity,
+        PublicKeys,
+        cmake_dir,
+        functions,
+        get_include,
+        platform_root_certificate,
+    )
     from mesatee.core.functions import FunctionDeclaration
     from mesatee.core.manifest import Manifest
     from mesatee.parties import Party, PartyIdentity
@@ -82,7 +92,9 @@ __all__ = [
     "Status",
     "TaskRefusedError",
     "VerifiedClaims",
+    "cmake_dir",
     "functions",
+    "get_include",
     "platform_root_certificate",
     "verify_evidence",
 ]

@@ -24,6 +24,9 @@ lib: Any = _mesatee_cffi.lib
 
 NATIVE_DIR = Path(_mesatee_cffi.__file__).resolve().parent
 ENCLAVE_IMAGE = NATIVE_DIR / "libmesatee_enclave.so"
+#: The C++ package installed with the wheel: find_package(mesatee CONFIG) and pkg-config files, headers.
+CMAKE_DIR = NATIVE_DIR / "cmake" / "mesatee"
+INCLUDE_DIR = NATIVE_DIR / "include"
 
 
 def last_error() -> str:

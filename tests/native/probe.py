@@ -46,16 +46,25 @@ class Probe:
         return canonical.decode(raw, max_size=1 << 30)
 
 
-def build_probe(build_dir: Path) -> Probe:
-    """Configures (once) and builds the probe target with CMake; incremental afterwards."""
+NATIVE_BUILD = REPO / "build" / "native"
+
+
+def cmake_build(build_dir: Path, *options: str, target: str | None = None) -> None:
+    """Configures (once) and builds with CMake; incremental afterwards."""
     cmake = shutil.which("cmake")
     if cmake is None:
         raise ProbeBuildError("cmake is needed to build the native test probe (pip install cmake)")
-    configure = [cmake, "-S", str(REPO), "-B", str(build_dir), "-DMESATEE_BUILD_PROBE=ON", "-DMESATEE_BUILD_PYTHON=OFF"]
+    configure = [cmake, "-S", str(REPO), "-B", str(build_dir), "-DMESATEE_BUILD_PYTHON=OFF", *options]
     if not (build_dir / "CMakeCache.txt").exists() and shutil.which("ninja"):
         configure += ["-G", "Ninja"]
-    for command in (configure, [cmake, "--build", str(build_dir), "--target", "mesatee_probe", "-j", "2"]):
+    build = [cmake, "--build", str(build_dir), "-j", "2", *(["--target", target] if target else [])]
+    for command in (configure, build):
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
-            raise ProbeBuildError(f"building the probe failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+            raise ProbeBuildError(f"the native build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+
+
+def build_probe(build_dir: Path = NATIVE_BUILD) -> Probe:
+    """The probe, from the native build folder that the install and native tests share."""
+    cmake_build(build_dir, "-DMESATEE_BUILD_PROBE=ON", "-DMESATEE_BUILD_NATIVE_TESTS=ON", target="mesatee_probe")
     return Probe(next(build_dir.glob("libmesatee_probe.so*")))

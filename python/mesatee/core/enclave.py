@@ -224,6 +224,16 @@ def functions(
         return enclave.functions()
 
 
+def cmake_dir() -> Path:
+    """The folder holding ``mesateeConfig.cmake``, for ``cmake -Dmesatee_DIR=...`` (see docs/cpp.md)."""
+    return _bindings.CMAKE_DIR
+
+
+def get_include() -> Path:
+    """The folder to put on a C or C++ compiler's include path for ``<mesatee/mesatee.h>``."""
+    return _bindings.INCLUDE_DIR
+
+
 def platform_root_certificate(platform_dir: str | os.PathLike[str] | None = None) -> bytes:
     """The software platform's root certificate (DER), for verifiers' trusted roots."""
     path = ffi.new("char[]", os.fsencode(platform_dir)) if platform_dir is not None else ffi.NULL
