@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from mesatee.errors import FormatError, MesateeError, Status
+from mesatee.errors import FormatError, InvalidArgumentError, MesateeError, Status
 
 __all__ = ["Reader"]
 
@@ -83,3 +83,13 @@ class Reader:
     def expect_end(self) -> None:
         if self.remaining:
             self.fail(f"{self.remaining} trailing byte(s) at offset {self.offset}")
+
+
+def require_bytes(name: str, value: object, size: int | None = None) -> bytes:
+    """``value`` as bytes (from any bytes-like object), of ``size`` bytes when given; else InvalidArgumentError."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise InvalidArgumentError(f"{name} must be bytes, not {type(value).__name__}")
+    value = bytes(value)
+    if size is not None and len(value) != size:
+        raise InvalidArgumentError(f"{name} must be {size} bytes, got {len(value)}")
+    return value

@@ -35,7 +35,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mesatee.core.binary import Reader
+from mesatee.core.binary import Reader, require_bytes
 from mesatee.errors import CryptoError, FormatError, InvalidArgumentError
 
 __all__ = [
@@ -94,14 +94,8 @@ TEACLAVE_AAD = bytes(8)
 _WHAT = "encrypted file"
 
 
-def _bytes(name: str, value: object) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidArgumentError(f"{name} must be bytes, not {type(value).__name__}")
-    return bytes(value)
-
-
 def _file_key(key: object) -> AESGCM:
-    raw = _bytes("key", key)
+    raw = require_bytes("key", key)
     if len(raw) != KEY_SIZE:
         raise InvalidArgumentError(f"the file key must be {KEY_SIZE} bytes, got {len(raw)}")
     return AESGCM(raw)
@@ -130,7 +124,7 @@ class FileHeader:
 
     def __post_init__(self) -> None:
         _chunk_log2(self.chunk_size)
-        prefix = _bytes("nonce_prefix", self.nonce_prefix)
+        prefix = require_bytes("nonce_prefix", self.nonce_prefix)
         if len(prefix) != NONCE_PREFIX_SIZE:
             raise InvalidArgumentError(f"nonce_prefix must be {NONCE_PREFIX_SIZE} bytes, got {len(prefix)}")
         object.__setattr__(self, "nonce_prefix", prefix)
@@ -306,7 +300,7 @@ def encrypt_bytes(
     aead = _file_key(key)
     header = FileHeader(chunk_size, os.urandom(NONCE_PREFIX_SIZE) if nonce_prefix is None else nonce_prefix)
     head = header.to_bytes()
-    view = memoryview(_bytes("data", data))
+    view = memoryview(require_bytes("data", data))
     chunks = max(1, -(-len(view) // chunk_size))  # a last full chunk is the final one
     if chunks > MAX_CHUNKS:
         raise InvalidArgumentError(f"the data needs more than {MAX_CHUNKS} chunks of {chunk_size} bytes")
@@ -320,7 +314,7 @@ def encrypt_bytes(
 def decrypt_bytes(data: bytes, key: bytes) -> bytes:
     """The plaintext of a complete ``MTEF`` file (errors as :func:`decrypt_stream`), from views of ``data``."""
     aead = _file_key(key)
-    view = memoryview(_bytes("data", data))
+    view = memoryview(require_bytes("data", data))
     head = bytes(view[:HEADER_SIZE])
     header = FileHeader.from_bytes(head)
     body = view[HEADER_SIZE:]
@@ -368,7 +362,7 @@ def _atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename), mode 0600."""
-    data = _bytes("data", data)
+    data = require_bytes("data", data)
     with _atomic_output(path) as out:
         _write_all(out, data)
 
@@ -411,10 +405,10 @@ def decrypt_file(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[s
 
 
 def _teaclave_args(key: object, iv: object) -> tuple[AESGCM, bytes]:
-    raw = _bytes("key", key)
+    raw = require_bytes("key", key)
     if len(raw) not in (16, 32):
         raise InvalidArgumentError(f"a Teaclave file key is 16 or 32 bytes, got {len(raw)}")
-    nonce = _bytes("iv", iv)
+    nonce = require_bytes("iv", iv)
     if len(nonce) != TEACLAVE_IV_SIZE:
         raise InvalidArgumentError(f"a Teaclave IV is {TEACLAVE_IV_SIZE} bytes, got {len(nonce)}")
     return AESGCM(raw), nonce
@@ -423,13 +417,13 @@ def _teaclave_args(key: object, iv: object) -> tuple[AESGCM, bytes]:
 def teaclave_encrypt(data: bytes, key: bytes, iv: bytes) -> bytes:
     """A Teaclave ``aes-gcm-128``/``aes-gcm-256`` file (by key length): ciphertext ‖ tag, AAD = 8 zero bytes."""
     aead, nonce = _teaclave_args(key, iv)
-    return aead.encrypt(nonce, _bytes("data", data), TEACLAVE_AAD)
+    return aead.encrypt(nonce, require_bytes("data", data), TEACLAVE_AAD)
 
 
 def teaclave_decrypt(data: bytes, key: bytes, iv: bytes) -> bytes:
     """The plaintext of a Teaclave ``aes-gcm-128``/``aes-gcm-256`` file."""
     aead, nonce = _teaclave_args(key, iv)
-    data = _bytes("data", data)
+    data = require_bytes("data", data)
     if len(data) < TAG_SIZE:
         raise FormatError(f"Teaclave file: {len(data)} bytes is shorter than its {TAG_SIZE}-byte tag")
     try:

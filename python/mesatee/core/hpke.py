@@ -15,6 +15,7 @@ from types import MappingProxyType
 from cryptography.hazmat.primitives import hpke as _hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from mesatee.core.binary import require_bytes
 from mesatee.errors import CryptoError, InvalidArgumentError
 
 __all__ = [
@@ -67,14 +68,8 @@ LABELS: MappingProxyType[str, bytes] = MappingProxyType(
 )
 
 
-def _bytes(name: str, value: object) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidArgumentError(f"{name} must be bytes, not {type(value).__name__}")
-    return bytes(value)
-
-
 def _manifest_hash(value: object) -> bytes:
-    data = _bytes("manifest_hash", value)
+    data = require_bytes("manifest_hash", value)
     if len(data) != HASH_SIZE:
         raise InvalidArgumentError(f"manifest_hash must be {HASH_SIZE} bytes, got {len(data)}")
     return data
@@ -117,7 +112,7 @@ def approval_message(manifest_hash: bytes) -> bytes:
 
 def receipt_message(receipt_bytes: bytes) -> bytes:
     """The message the enclave signs (Ed25519) for a receipt: the label and the receipt's SHA-256."""
-    return RECEIPT_LABEL + hashlib.sha256(_bytes("receipt_bytes", receipt_bytes)).digest()
+    return RECEIPT_LABEL + hashlib.sha256(require_bytes("receipt_bytes", receipt_bytes)).digest()
 
 
 # --------------------------------------------------------------------------- seal and open
@@ -126,7 +121,7 @@ def receipt_message(receipt_bytes: bytes) -> bytes:
 def _public_key(value: object) -> X25519PublicKey:
     if isinstance(value, X25519PublicKey):
         return value
-    raw = _bytes("recipient_public_key", value)
+    raw = require_bytes("recipient_public_key", value)
     if len(raw) != KEY_SIZE:
         raise InvalidArgumentError(f"recipient_public_key must be {KEY_SIZE} bytes, got {len(raw)}")
     return X25519PublicKey.from_public_bytes(raw)
@@ -135,8 +130,8 @@ def _public_key(value: object) -> X25519PublicKey:
 def seal(recipient_public_key: bytes | X25519PublicKey, plaintext: bytes, info: bytes) -> bytes:
     """Encrypt ``plaintext`` to the holder of the X25519 key; returns ``enc ‖ ct``."""
     key = _public_key(recipient_public_key)
-    plaintext = _bytes("plaintext", plaintext)
-    info = _bytes("info", info)
+    plaintext = require_bytes("plaintext", plaintext)
+    info = require_bytes("info", info)
     try:
         return SUITE.encrypt(plaintext, key, info=info)
     except ValueError:
@@ -150,8 +145,8 @@ def open(recipient_private_key: X25519PrivateKey, ciphertext: bytes, info: bytes
         raise InvalidArgumentError(
             f"recipient_private_key must be an X25519PrivateKey, not {type(recipient_private_key).__name__}"
         )
-    ciphertext = _bytes("ciphertext", ciphertext)
-    info = _bytes("info", info)
+    ciphertext = require_bytes("ciphertext", ciphertext)
+    info = require_bytes("info", info)
     if len(ciphertext) < OVERHEAD:
         raise CryptoError(
             f"HPKE ciphertext did not open: {len(ciphertext)} bytes is shorter than enc and tag ({OVERHEAD})"

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mesatee.core import canonical
 from mesatee.core.attestation import VerifiedClaims
+from mesatee.core.binary import require_bytes
 from mesatee.core.files import FORMATS
 from mesatee.core.hpke import approval_message, receipt_message
 from mesatee.errors import AttestationError, CryptoError, FormatError, InvalidArgumentError, Status
@@ -96,15 +97,6 @@ def _short(value: bytes) -> str:
 # Each raises InvalidArgumentError naming the field; parsers turn it into FormatError.
 
 
-def _bin(path: str, value: object, size: int | None = None) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidArgumentError(f"{path} must be bytes, not {type(value).__name__}")
-    value = bytes(value)
-    if size is not None and len(value) != size:
-        raise InvalidArgumentError(f"{path} must be {size} bytes, got {len(value)}")
-    return value
-
-
 def _int(path: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentError(f"{path} must be an int, not {type(value).__name__}")
@@ -146,7 +138,7 @@ def check_slot(path: str, slot: object) -> str:
 
 
 def _party_id(path: str, value: object) -> bytes:
-    return _bin(path, value, PARTY_ID_SIZE)
+    return require_bytes(path, value, PARTY_ID_SIZE)
 
 
 def _hex_id(path: str, key: object) -> bytes:
@@ -272,7 +264,7 @@ class InputSlot:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "owner", _party_id("owner", self.owner))
-        object.__setattr__(self, "dataset_id", _bin("dataset_id", self.dataset_id, HASH_SIZE))
+        object.__setattr__(self, "dataset_id", require_bytes("dataset_id", self.dataset_id, HASH_SIZE))
         if _str("format", self.format) not in FORMATS:
             raise InvalidArgumentError(f"format {self.format[:64]!r} is not one of {', '.join(FORMATS)}")
 
@@ -322,8 +314,8 @@ class ParticipantKeys:
     hpke_key: bytes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "signing_key", _bin("signing_key", self.signing_key, KEY_SIZE))
-        object.__setattr__(self, "hpke_key", _bin("hpke_key", self.hpke_key, KEY_SIZE))
+        object.__setattr__(self, "signing_key", require_bytes("signing_key", self.signing_key, KEY_SIZE))
+        object.__setattr__(self, "hpke_key", require_bytes("hpke_key", self.hpke_key, KEY_SIZE))
 
     @property
     def party_id(self) -> bytes:
@@ -349,7 +341,7 @@ class EnclaveRequirement:
 
     def __post_init__(self) -> None:
         if self.mrenclave is not None:
-            object.__setattr__(self, "mrenclave", _bin("mrenclave", self.mrenclave, HASH_SIZE))
+            object.__setattr__(self, "mrenclave", require_bytes("mrenclave", self.mrenclave, HASH_SIZE))
             if self.mrsigner is not None or self.product_id is not None or self.min_security_version != 0:
                 raise InvalidArgumentError(
                     "an enclave requirement names mrenclave alone, or mrsigner with product_id and min_security_version"
@@ -357,7 +349,7 @@ class EnclaveRequirement:
             return
         if self.mrsigner is None or self.product_id is None:
             raise InvalidArgumentError("an enclave requirement needs mrenclave, or mrsigner with product_id")
-        object.__setattr__(self, "mrsigner", _bin("mrsigner", self.mrsigner, HASH_SIZE))
+        object.__setattr__(self, "mrsigner", require_bytes("mrsigner", self.mrsigner, HASH_SIZE))
         _int("product_id", self.product_id, 0, _U16_MAX)
         _int("min_security_version", self.min_security_version, 0, _U16_MAX)
 
@@ -442,7 +434,7 @@ class Manifest:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "task_id", _bin("task_id", self.task_id, TASK_ID_SIZE))
+        set_(self, "task_id", require_bytes("task_id", self.task_id, TASK_ID_SIZE))
         set_(self, "creator", _party_id("creator", self.creator))
         if not isinstance(self.function, FunctionRef):
             raise InvalidArgumentError(f"function must be a FunctionRef, not {type(self.function).__name__}")
@@ -658,7 +650,7 @@ def verify_approval(manifest: Manifest, party_id: bytes, signature: bytes) -> No
         raise InvalidArgumentError(f"{party_id.hex()} is not a participant of the task")
     try:
         Ed25519PublicKey.from_public_bytes(keys.signing_key).verify(
-            _bin("signature", signature), approval_message(manifest.hash)
+            require_bytes("signature", signature), approval_message(manifest.hash)
         )
     except (InvalidSignature, ValueError):
         raise CryptoError(f"the approval of {party_id.hex()} does not verify for this manifest") from None
@@ -680,12 +672,18 @@ def encode_invocation(
     """
     approvals_ = {}
     for party_id, signature in _mapping("approvals", approvals).items():
-        approvals_[_party_id("approvals key", party_id).hex()] = _bin("approval", signature, SIGNATURE_SIZE)
-    grants_ = {_str("grants key", slot): _bin(f"grants[{slot!r}]", c) for slot, c in _mapping("grants", grants).items()}
-    inputs_ = {_str("inputs key", slot): _bin(f"inputs[{slot!r}]", f) for slot, f in _mapping("inputs", inputs).items()}
+        approvals_[_party_id("approvals key", party_id).hex()] = require_bytes("approval", signature, SIGNATURE_SIZE)
+    grants_ = {
+        _str("grants key", slot): require_bytes(f"grants[{slot!r}]", c)
+        for slot, c in _mapping("grants", grants).items()
+    }
+    inputs_ = {
+        _str("inputs key", slot): require_bytes(f"inputs[{slot!r}]", f)
+        for slot, f in _mapping("inputs", inputs).items()
+    }
     return canonical.encode(
         {
-            "manifest": _bin("manifest_bytes", manifest_bytes),
+            "manifest": require_bytes("manifest_bytes", manifest_bytes),
             "approvals": approvals_,
             "grants": grants_,
             "inputs": inputs_,
@@ -707,8 +705,8 @@ class EnclaveMeasurement:
     security_version: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mrenclave", _bin("enclave.mrenclave", self.mrenclave, HASH_SIZE))
-        object.__setattr__(self, "mrsigner", _bin("enclave.mrsigner", self.mrsigner, HASH_SIZE))
+        object.__setattr__(self, "mrenclave", require_bytes("enclave.mrenclave", self.mrenclave, HASH_SIZE))
+        object.__setattr__(self, "mrsigner", require_bytes("enclave.mrsigner", self.mrsigner, HASH_SIZE))
         _int("enclave.product_id", self.product_id, 0, _U16_MAX)
         _int("enclave.security_version", self.security_version, 0, _U16_MAX)
 
@@ -729,7 +727,7 @@ _MEASUREMENT_FIELDS = ("mrenclave", "mrsigner", "product_id", "security_version"
 
 
 def _digest_map(path: str, value: object, key: Callable[[str, object], T]) -> MappingProxyType[T, bytes]:
-    out = {key(path, k): _bin(f"{path}[{k!s:.64}]", v, HASH_SIZE) for k, v in _mapping(path, value).items()}
+    out = {key(path, k): require_bytes(f"{path}[{k!s:.64}]", v, HASH_SIZE) for k, v in _mapping(path, value).items()}
     return MappingProxyType(out)
 
 
@@ -744,7 +742,7 @@ class Receipt:
     status: str = STATUS_OK
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "manifest_hash", _bin("manifest_hash", self.manifest_hash, HASH_SIZE))
+        object.__setattr__(self, "manifest_hash", require_bytes("manifest_hash", self.manifest_hash, HASH_SIZE))
         object.__setattr__(self, "outputs", _digest_map("outputs", self.outputs, check_slot))
         object.__setattr__(self, "return_value", _digest_map("return_value", self.return_value, _party_id))
         if not isinstance(self.enclave, EnclaveMeasurement):
@@ -793,8 +791,11 @@ class OutputFile:
     keys: Mapping[bytes, bytes]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "file", _bin("file", self.file))
-        keys = {_party_id("keys key", k): _bin(f"keys[{k.hex()}]", v) for k, v in _mapping("keys", self.keys).items()}
+        object.__setattr__(self, "file", require_bytes("file", self.file))
+        keys = {
+            _party_id("keys key", k): require_bytes(f"keys[{k.hex()}]", v)
+            for k, v in _mapping("keys", self.keys).items()
+        }
         object.__setattr__(self, "keys", MappingProxyType(keys))
 
 
@@ -808,8 +809,8 @@ class TaskResult:
     return_value: Mapping[bytes, bytes] = field(repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "receipt_bytes", _bin("receipt", self.receipt_bytes))
-        object.__setattr__(self, "signature", _bin("signature", self.signature, SIGNATURE_SIZE))
+        object.__setattr__(self, "receipt_bytes", require_bytes("receipt", self.receipt_bytes))
+        object.__setattr__(self, "signature", require_bytes("signature", self.signature, SIGNATURE_SIZE))
         outputs = _mapping("outputs", self.outputs)
         for slot, output in outputs.items():
             check_slot("outputs", slot)
@@ -817,7 +818,7 @@ class TaskResult:
                 raise InvalidArgumentError(f"outputs[{slot!r}] must be an OutputFile, not {type(output).__name__}")
         object.__setattr__(self, "outputs", MappingProxyType(dict(outputs)))
         values = {
-            _party_id("return_value key", k): _bin(f"return_value[{k.hex()}]", v)
+            _party_id("return_value key", k): require_bytes(f"return_value[{k.hex()}]", v)
             for k, v in _mapping("return_value", self.return_value).items()
         }
         object.__setattr__(self, "return_value", MappingProxyType(values))
@@ -863,11 +864,13 @@ class TaskResult:
         ``FormatError`` when the receipt is malformed, is for another task, or
         lists other outputs or recipients than the result carries.
         """
-        manifest_hash = _bin("manifest_hash", manifest_hash, HASH_SIZE)
+        manifest_hash = require_bytes("manifest_hash", manifest_hash, HASH_SIZE)
         if isinstance(enclave_signing_key, Ed25519PublicKey):
             key = enclave_signing_key
         else:
-            key = Ed25519PublicKey.from_public_bytes(_bin("enclave_signing_key", enclave_signing_key, KEY_SIZE))
+            key = Ed25519PublicKey.from_public_bytes(
+                require_bytes("enclave_signing_key", enclave_signing_key, KEY_SIZE)
+            )
         try:
             key.verify(self.signature, receipt_message(self.receipt_bytes))
         except InvalidSignature:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from mesatee.core import canonical, files, hpke
 from mesatee.core.attestation import AttestationPolicy, VerifiedClaims, verify_evidence
+from mesatee.core.binary import require_bytes
 from mesatee.core.manifest import EnclaveMeasurement, Manifest, ParticipantKeys, Receipt, TaskResult
 from mesatee.errors import AttestationError, CryptoError, FormatError, InvalidArgumentError, Status
 
@@ -66,15 +67,6 @@ _WRONG_PASSPHRASE = "wrong passphrase or damaged party file"
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
 
 
-def _bytes(name: str, value: object, size: int | None = None) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidArgumentError(f"{name} must be bytes, not {type(value).__name__}")
-    value = bytes(value)
-    if size is not None and len(value) != size:
-        raise InvalidArgumentError(f"{name} must be {size} bytes, got {len(value)}")
-    return value
-
-
 def _short(value: bytes) -> str:
     return value[:4].hex() + "…"
 
@@ -91,15 +83,15 @@ class PartyIdentity:
     hpke_key: bytes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "party_id", _bytes("party_id", self.party_id, 32))
-        object.__setattr__(self, "signing_key", _bytes("signing_key", self.signing_key, KEY_SIZE))
-        object.__setattr__(self, "hpke_key", _bytes("hpke_key", self.hpke_key, KEY_SIZE))
+        object.__setattr__(self, "party_id", require_bytes("party_id", self.party_id, 32))
+        object.__setattr__(self, "signing_key", require_bytes("signing_key", self.signing_key, KEY_SIZE))
+        object.__setattr__(self, "hpke_key", require_bytes("hpke_key", self.hpke_key, KEY_SIZE))
         if hashlib.sha256(self.signing_key).digest() != self.party_id:
             raise InvalidArgumentError("party_id is not the SHA-256 of signing_key")
 
     @classmethod
     def from_keys(cls, signing_key: bytes, hpke_key: bytes) -> PartyIdentity:
-        signing_key = _bytes("signing_key", signing_key, KEY_SIZE)
+        signing_key = require_bytes("signing_key", signing_key, KEY_SIZE)
         return cls(hashlib.sha256(signing_key).digest(), signing_key, hpke_key)
 
     @property
@@ -140,14 +132,14 @@ class DatasetKey:
     def __post_init__(self) -> None:
         if self.format not in files.FORMATS:
             raise InvalidArgumentError(f"format {str(self.format)[:64]!r} is not one of {', '.join(files.FORMATS)}")
-        object.__setattr__(self, "key", _bytes("key", self.key, files.FORMATS[self.format]))
+        object.__setattr__(self, "key", require_bytes("key", self.key, files.FORMATS[self.format]))
         if self.format == files.FORMAT_MESATEE:
             if self.iv is not None:
                 raise InvalidArgumentError("mesatee-v1 files carry their nonces; an iv is only for Teaclave files")
         else:
             if self.iv is None:
                 raise InvalidArgumentError(f"a {self.format} file needs its {files.TEACLAVE_IV_SIZE}-byte iv")
-            object.__setattr__(self, "iv", _bytes("iv", self.iv, files.TEACLAVE_IV_SIZE))
+            object.__setattr__(self, "iv", require_bytes("iv", self.iv, files.TEACLAVE_IV_SIZE))
 
     def grant_payload(self) -> dict[str, bytes]:
         """The plaintext map of a grant ("Grant" in the spec)."""
@@ -250,7 +242,7 @@ class Party:
         for dataset_id, entry in (keyring or {}).items():
             if not isinstance(entry, DatasetKey):
                 raise InvalidArgumentError("keyring values must be DatasetKey")
-            self._keyring[_bytes("dataset_id", dataset_id, 32)] = entry
+            self._keyring[require_bytes("dataset_id", dataset_id, 32)] = entry
 
     @classmethod
     def generate(cls) -> Party:
@@ -317,8 +309,8 @@ class Party:
                 raise InvalidArgumentError("the keys are not a map of version, signing_key, hpke_key and keyring")
             if inner["version"] != PARTY_FILE_VERSION:
                 raise InvalidArgumentError(f"unsupported key version {inner['version']!r}")
-            signing = Ed25519PrivateKey.from_private_bytes(_bytes("signing_key", inner["signing_key"], KEY_SIZE))
-            hpke_key = X25519PrivateKey.from_private_bytes(_bytes("hpke_key", inner["hpke_key"], KEY_SIZE))
+            signing = Ed25519PrivateKey.from_private_bytes(require_bytes("signing_key", inner["signing_key"], KEY_SIZE))
+            hpke_key = X25519PrivateKey.from_private_bytes(require_bytes("hpke_key", inner["hpke_key"], KEY_SIZE))
             return cls(signing, hpke_key, _keyring_from(inner["keyring"]))
         except (InvalidArgumentError, FormatError) as exc:
             raise FormatError(f"party file: {exc}") from None
@@ -341,10 +333,10 @@ class Party:
         self, dataset_id: bytes, key: bytes, *, iv: bytes | None = None, format: str = files.FORMAT_MESATEE
     ) -> None:
         """Keep the key of a dataset encrypted elsewhere (e.g. a Teaclave file: its key and IV)."""
-        self._keyring[_bytes("dataset_id", dataset_id, 32)] = DatasetKey(_bytes("key", key), format, iv)
+        self._keyring[require_bytes("dataset_id", dataset_id, 32)] = DatasetKey(require_bytes("key", key), format, iv)
 
     def dataset_entry(self, dataset_id: bytes) -> DatasetKey:
-        entry = self._keyring.get(_bytes("dataset_id", dataset_id, 32))
+        entry = self._keyring.get(require_bytes("dataset_id", dataset_id, 32))
         if entry is None:
             raise InvalidArgumentError(f"no key for dataset {dataset_id.hex()} in this party's keyring")
         return entry
