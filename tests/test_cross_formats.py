@@ -135,3 +135,66 @@ def test_non_canonical_refused_on_both_sides(probe, data: bytes) -> None:
         probe("msgpack_reencode", data=data)
     with pytest.raises(FormatError):
         canonical.decode(data, max_size=1 << 20)
+
+
+def _manifest(parties: int = 2):
+    from mesatee.core.manifest import EnclaveRequirement, FunctionRef, InputSlot, Manifest
+    from mesatee.parties import Party
+
+    people = [Party.generate() for _ in range(parties)]
+    return Manifest.create(
+        creator=people[0].identity,
+        function=FunctionRef("ordered_set_intersect", 1),
+        enclaves=[
+            EnclaveRequirement(mrenclave=os.urandom(32)),
+            EnclaveRequirement(mrsigner=os.urandom(32), product_id=3),
+        ],
+        parties=[p.identity for p in people],
+        inputs={f"input_data{i + 1}": InputSlot(p.party_id, os.urandom(32)) for i, p in enumerate(people)},
+        outputs={"output_result1": [p.identity for p in people]},
+        arguments={"order": "ascending", "weights": [1.5, -2, None, True], "blob": b"\x00\xff"},
+    )
+
+
+@pytest.mark.parametrize("parties", [1, 2, 5])
+def test_a_manifest_built_in_python_hashes_the_same_in_cpp(probe, parties: int) -> None:
+    manifest = _manifest(parties)
+    encoded = manifest.to_bytes()
+    assert probe("manifest_hash", data=encoded) == manifest.hash
+    assert probe("msgpack_reencode", data=encoded) == encoded
+
+
+def test_manifest_rules_agree(probe) -> None:
+    """What the Python parser refuses, the enclave's parser refuses too (and the reverse)."""
+    from mesatee import TaskRefusedError
+    from mesatee.core.manifest import Manifest
+
+    value = canonical.decode(_manifest(2).to_bytes(), max_size=1 << 20)
+    first_participant = next(iter(value["participants"]))
+    broken = {
+        "unknown field": {**value, "extra": 1},
+        "missing field": {k: v for k, v in value.items() if k != "expires_at"},
+        "short task id": {**value, "task_id": b"x"},
+        "participant id not its key's hash": {
+            **value,
+            "participants": {**value["participants"], "00" * 32: value["participants"][first_participant]},
+        },
+        "participant without a role": {
+            **value,
+            "participants": {k: v for k, v in value["participants"].items() if k != first_participant},
+        },
+        "bad slot name": {**value, "outputs": {"bad slot!": value["outputs"]["output_result1"]}},
+        "unknown input format": {
+            **value,
+            "inputs": {k: {**v, "format": "rot13"} for k, v in value["inputs"].items()},
+        },
+        "no enclaves": {**value, "enclaves": []},
+        "version 2": {**value, "version": 2},
+    }
+    for name, bad in broken.items():
+        data = canonical.encode(bad)
+        with pytest.raises(FormatError):
+            Manifest.from_bytes(data)
+        with pytest.raises(TaskRefusedError) as info:
+            probe("manifest_hash", data=data)
+        assert info.value.status == 70, name
