@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 import evidence_factory
 from mesatee.core import canonical, files, hpke
 from mesatee.core.attestation import AttestationPolicy, VerifiedClaims, verify_evidence
-from mesatee.core.manifest import EnclaveRequirement, Manifest, verify_approval
+from mesatee.core.manifest import EnclaveRequirement, Manifest, pad_return_value, verify_approval
 
 Function = Callable[[Mapping[str, Any], dict[str, bytes]], tuple[bytes, dict[str, bytes]]]
 
@@ -118,7 +118,7 @@ class FakeEnclave:
             outputs[slot] = {"file": file, "keys": keys}
             output_digests[slot] = sha256(file)
         returned = {
-            party_id.hex(): hpke.seal(keys.hpke_key, return_value, b"mesatee/return-value/v1" + h)
+            party_id.hex(): hpke.seal(keys.hpke_key, pad_return_value(return_value), b"mesatee/return-value/v1" + h)
             for party_id, keys in manifest.participants.items()
         }
         receipt = canonical.encode(

@@ -59,6 +59,19 @@ def test_state_file_written_private_and_reused(platform_dir: Path, tmp_path: Pat
         mesatee.Enclave(platform_dir=platform_dir, state_file=state_file, sealed_state=b"x")
 
 
+def test_the_host_cannot_open_or_plant_the_enclave_state(platform_dir: Path) -> None:
+    """The host may seal and unseal its own data through the enclave, never the enclave's keys."""
+    with mesatee.Enclave(platform_dir=platform_dir) as enclave:
+        state = enclave.sealed_state
+        for aad in (b"", b"mesatee/enclave-state/v1", b"mesatee/enclave-state/v1\x00"):
+            with pytest.raises(SealingError):
+                enclave.unseal(state, aad)
+        chosen = b"MTKS\x01" + bytes([0x11]) * 64  # keys the host would like the enclave to use
+        forged = enclave.seal(chosen, b"mesatee/enclave-state/v1", policy="product")
+    with pytest.raises(SealingError):
+        mesatee.Enclave(platform_dir=platform_dir, sealed_state=forged)
+
+
 def test_damaged_state_is_refused_never_replaced(platform_dir: Path, tmp_path: Path) -> None:
     with mesatee.Enclave(platform_dir=platform_dir) as e:
         state = e.sealed_state

@@ -49,7 +49,8 @@ def test_sealed_blob_vector_from_the_spec() -> None:
     key = HKDF(hashes.SHA256(), 32, None, info).derive(v["seal_root"])
     assert key == v["seal_key"]
     header = b"MTSB" + bytes([1, v["policy"]]) + struct.pack("<H", v["security_version"]) + v["key_id"] + v["iv"]
-    assert header + AESGCM(key).encrypt(v["iv"], v["plaintext"], header + v["aad"]) == v["blob"]
+    context = b"mesatee/host-data/v1\x00" + v["aad"]  # the purpose label, then the caller's AAD
+    assert header + AESGCM(key).encrypt(v["iv"], v["plaintext"], header + context) == v["blob"]
 
 
 def test_sealed_blob_vector_opens_in_the_enclave(make_image, platform_dir: Path) -> None:

@@ -546,3 +546,16 @@ def test_result_size_limit(task: tuple[FakeEnclave, Manifest, bytes]) -> None:
     _, _, data = task
     with pytest.raises(FormatError, match="exceed the limit"):
         TaskResult.from_bytes(data, max_size=100)
+
+
+def test_return_value_padding_is_strict() -> None:
+    from mesatee.core.manifest import pad_return_value, unpad_return_value
+
+    for value in (b"", b"true", b"x" * 251, b"x" * 252, b"y" * 1000):
+        padded = pad_return_value(value)
+        assert len(padded) % 256 == 0 and unpad_return_value(padded) == value
+    assert len(pad_return_value(b"true")) == len(pad_return_value(b"false"))
+    good = pad_return_value(b"true")
+    for bad in (good[:-1], good + bytes(256), good[:-1] + b"\x01", (300).to_bytes(4, "big") + good[4:], b""):
+        with pytest.raises(FormatError):
+            unpad_return_value(bad)

@@ -64,6 +64,20 @@ def test_two_party_intersection_outputs_reach_exactly_their_owners(world, tmp_pa
     assert receipt.manifest_hash == task.manifest.hash and set(receipt.outputs) == {"output_result1", "output_result2"}
 
 
+def test_return_values_do_not_reveal_their_length(world, tmp_path: Path) -> None:
+    enclave, claims, alice, bob, _ = world
+    sizes = set()
+    for password in (b"password\n", b"not exposed at all\n"):
+        task = prepare(
+            tmp_path, claims, alice, "password_check",
+            inputs={"password": (alice, password), "exposed_passwords": (bob, b"123456\npassword\n")},
+        )  # fmt: skip
+        result = TaskResult.from_bytes(enclave.invoke(task.invocation()))
+        sizes |= {len(sealed) for sealed in result.return_value.values()}
+        assert alice.open_result(result, task.manifest, claims).return_value in (b"true", b"false")
+    assert len(sizes) == 1  # "true" and "false" look alike to the host
+
+
 def test_three_parties_shared_output(world, tmp_path: Path) -> None:
     enclave, claims, alice, bob, carol = world
     task = prepare(

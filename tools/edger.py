@@ -2,10 +2,12 @@
 
 The EDL is the one statement of the enclave boundary. On SGX, Open Enclave's
 oeedger8r turns it into the bridges; on the software platform this script
-does, keeping oeedger8r's rules: every [in] buffer is copied into enclave
+does, keeping oeedger8r's copy rules: every [in] buffer is copied into enclave
 memory before the call, every [out] buffer is allocated (zeroed) in the enclave
 and copied out after it, sizes are checked on both sides, and the enclave keeps
-no host pointer. It accepts the subset of EDL that mesatee uses and refuses
+no host pointer. (It does not check that host pointers lie outside enclave
+memory: on the software platform there is no enclave memory to protect, and
+on SGX oeedger8r's bridge, which does, is used instead.) It accepts the subset of EDL that mesatee uses and refuses
 anything else, so the bridge can never silently drop an attribute.
 
 Outputs (into --out): mesatee_args.h (shared: function ids, argument structs),

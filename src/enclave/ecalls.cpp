@@ -81,7 +81,7 @@ int ecall_seal(uint32_t policy, const uint8_t* plaintext, size_t plaintext_size,
             fail(MESATEE_ERROR_INVALID_ARGUMENT, "plaintext too large to seal");
         *out_size = plaintext_size + sealing::kOverhead;
         if (capacity < *out_size) fail(MESATEE_ERROR_BUFFER_TOO_SMALL, "sealed blob needs more room");
-        sealing::seal(static_cast<mesatee_seal_policy>(policy), ByteView(plaintext, plaintext_size),
+        sealing::seal(sealing::Purpose::HostData, static_cast<mesatee_seal_policy>(policy), ByteView(plaintext, plaintext_size),
                       ByteView(aad, aad_size), out);
     });
 }
@@ -93,7 +93,7 @@ int ecall_unseal(const uint8_t* blob, size_t blob_size, const uint8_t* aad, size
         size_t needed = blob_size >= sealing::kOverhead ? blob_size - sealing::kOverhead : 0;
         *out_size = needed;
         if (capacity < needed) fail(MESATEE_ERROR_BUFFER_TOO_SMALL, "plaintext needs more room");
-        *out_size = sealing::unseal(ByteView(blob, blob_size), ByteView(aad, aad_size), out);
+        *out_size = sealing::unseal(sealing::Purpose::HostData, ByteView(blob, blob_size), ByteView(aad, aad_size), out);
     });
 }
 

@@ -10,7 +10,6 @@ namespace {
 constexpr char kStateMagic[] = "MTKS";
 constexpr uint8_t kStateVersion = 1;
 constexpr size_t kStateSize = 4 + 1 + 32 + 32;
-constexpr char kStateAad[] = "mesatee/enclave-state/v1";
 
 }  // namespace
 
@@ -26,7 +25,7 @@ void EnclaveState::initialize(ByteView sealed_state) {
             fail(MESATEE_ERROR_FORMAT, "enclave state: sealed blob has " + std::to_string(sealed_state.size) +
                                            " bytes, expected " + std::to_string(kStateSize + sealing::kOverhead));
         SecretBytes plain(kStateSize);
-        sealing::unseal(sealed_state, literal(kStateAad), plain.data());
+        sealing::unseal(sealing::Purpose::EnclaveState, sealed_state, {}, plain.data());
         Reader r(plain.view(), "enclave state");
         r.expect(literal(kStateMagic), "magic");
         if (r.u8("version") != kStateVersion) r.reject("unsupported version");
@@ -42,7 +41,7 @@ void EnclaveState::initialize(ByteView sealed_state) {
     signing_key_ = crypto::raw_private_key(EVP_PKEY_ED25519, signing_seed_.view());
     hpke_public_ = crypto::raw_public_key(hpke_key_.get());
     signing_public_ = crypto::raw_public_key(signing_key_.get());
-    initialized_ = true;
+    initialized_.store(true, std::memory_order_release);
 }
 
 void EnclaveState::seal_keys() {
@@ -52,7 +51,7 @@ void EnclaveState::seal_keys() {
     std::memcpy(plain.data() + 5, hpke_private_.data(), 32);
     std::memcpy(plain.data() + 37, signing_seed_.data(), 32);
     sealed_state_.assign(kStateSize + sealing::kOverhead, 0);
-    sealing::seal(MESATEE_SEAL_PRODUCT, plain.view(), literal(kStateAad), sealed_state_.data());
+    sealing::seal(sealing::Purpose::EnclaveState, MESATEE_SEAL_PRODUCT, plain.view(), {}, sealed_state_.data());
 }
 
 Bytes EnclaveState::sign(ByteView message) const { return crypto::ed25519_sign(signing_key_.get(), message); }

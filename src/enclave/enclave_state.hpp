@@ -4,6 +4,7 @@
 // that blob on later starts.
 #pragma once
 
+#include <atomic>
 #include <mutex>
 
 #include "common/openssl.hpp"
@@ -14,7 +15,7 @@ class EnclaveState {
 public:
     // Empty sealed_state: fresh keys. Otherwise the keys sealed by an earlier run.
     void initialize(ByteView sealed_state);
-    bool initialized() const { return initialized_; }
+    bool initialized() const { return initialized_.load(std::memory_order_acquire); }
     const Bytes& sealed_state() const { return sealed_state_; }
     const Bytes& hpke_public_key() const { return hpke_public_; }
     const Bytes& signing_public_key() const { return signing_public_; }
@@ -28,7 +29,7 @@ private:
     void seal_keys();
 
     std::mutex init_mutex_;
-    bool initialized_ = false;
+    std::atomic<bool> initialized_{false};  // published after the keys, read without the lock
     SecretBytes hpke_private_{32};
     SecretBytes signing_seed_{32};
     PkeyPtr hpke_key_;

@@ -115,15 +115,13 @@ private:
     Value bin(size_t n) { return Value::bin(r_.take(n, "bytes").to_bytes()); }
     Value array(size_t n, size_t depth) {
         count(n);
-        Array a;
-        a.reserve(std::min(n, r_.remaining()));
+        Array a;  // no reserve: nested headers would each reserve before any element exists
         for (size_t i = 0; i < n; ++i) a.push_back(value(depth + 1));
         return Value::array(std::move(a));
     }
     Value map(size_t n, size_t depth) {
         count(n);
         Map m;
-        m.reserve(std::min(n, r_.remaining()));
         for (size_t i = 0; i < n; ++i) {
             size_t at = r_.offset();
             Value key = value(depth + 1);

@@ -20,6 +20,14 @@ struct Header {
     ByteView tag;
 };
 
+// The authenticated context after the header: purpose label ‖ 0x00 ‖ the caller's AAD.
+Bytes context(Purpose purpose, ByteView aad) {
+    Bytes out;
+    Writer(out).text(purpose == Purpose::EnclaveState ? "mesatee/enclave-state/v1" : "mesatee/host-data/v1").u8(0)
+        .bytes(aad);
+    return out;
+}
+
 Header parse(ByteView blob) {
     Reader r(blob, "sealed blob");
     r.expect(literal(kMagic), "magic");
@@ -37,7 +45,7 @@ Header parse(ByteView blob) {
 
 }  // namespace
 
-void seal(mesatee_seal_policy policy, ByteView plaintext, ByteView aad, uint8_t* out) {
+void seal(Purpose purpose, mesatee_seal_policy policy, ByteView plaintext, ByteView aad, uint8_t* out) {
     if (policy != MESATEE_SEAL_UNIQUE && policy != MESATEE_SEAL_PRODUCT)
         fail(MESATEE_ERROR_INVALID_ARGUMENT, "unknown seal policy " + std::to_string(policy));
     uint16_t version = platform::identity().security_version;
@@ -51,12 +59,12 @@ void seal(mesatee_seal_policy policy, ByteView plaintext, ByteView aad, uint8_t*
     ByteView header(out, kHeaderSize), key_id(out + 8, 32), iv(out + 40, crypto::kGcmIvSize);
     SecretBytes key(32);
     platform::seal_key(policy, key_id, version, key);
-    crypto::aes_gcm_encrypt(key.view(), iv, header, aad, plaintext, out + kHeaderSize);
+    crypto::aes_gcm_encrypt(key.view(), iv, header, context(purpose, aad), plaintext, out + kHeaderSize);
 }
 
 uint16_t blob_security_version(ByteView blob) { return parse(blob).security_version; }
 
-size_t unseal(ByteView blob, ByteView aad, uint8_t* out) {
+size_t unseal(Purpose purpose, ByteView blob, ByteView aad, uint8_t* out) {
     Header h = parse(blob);
     uint16_t own = platform::identity().security_version;
     if (h.security_version > own)
@@ -65,7 +73,8 @@ size_t unseal(ByteView blob, ByteView aad, uint8_t* out) {
                                              std::to_string(own));
     SecretBytes key(32);
     platform::seal_key(h.policy, h.key_id, h.security_version, key);
-    if (!crypto::aes_gcm_decrypt(key.view(), h.iv, ByteView(blob.data, kHeaderSize), aad, h.ciphertext, h.tag, out))
+    if (!crypto::aes_gcm_decrypt(key.view(), h.iv, ByteView(blob.data, kHeaderSize), context(purpose, aad), h.ciphertext,
+                                 h.tag, out))
         fail(MESATEE_ERROR_UNSEAL_FAILED,
              "sealed blob: authentication failed (tampered blob, wrong AAD, or sealed by another enclave, "
              "product or platform)");

@@ -19,6 +19,7 @@ constexpr char kOutputKeyLabel[] = "mesatee/output-key/v1";
 constexpr char kReturnValueLabel[] = "mesatee/return-value/v1";
 constexpr char kApprovalLabel[] = "mesatee/approval/v1";
 constexpr char kReceiptLabel[] = "mesatee/receipt/v1";
+constexpr size_t kReturnValueBucket = 256;
 
 Bytes concat(std::initializer_list<ByteView> parts) {
     Bytes out;
@@ -162,12 +163,21 @@ Bytes invoke(const EnclaveState& state, ByteView invocation) {
     only_slots(grants, m.inputs, MESATEE_ERROR_GRANT_INVALID, "a grant");
     only_slots(inputs, m.inputs, MESATEE_ERROR_INPUT_MISMATCH, "a file");
     functions::Inputs plaintexts;
+    functions::Outputs produced;
+    // Decrypted inputs and outputs are wiped however this function ends.
+    struct Wipe {
+        functions::Inputs& a;
+        functions::Outputs& b;
+        ~Wipe() {
+            for (auto* m : {&a, &b})
+                for (auto& [slot, data] : *m) OPENSSL_cleanse(data.data(), data.size());
+        }
+    } wipe{plaintexts, produced};
     for (const InputSlot& slot : m.inputs) {
         FileKey key = open_grant(state, m, slot, msgpack::find(grants, slot.name));
         plaintexts[slot.name] = open_input(slot, key, msgpack::find(inputs, slot.name));
     }
 
-    functions::Outputs produced;
     Bytes return_value;
     try {
         return_value = fn.run(args, plaintexts, produced);
@@ -177,7 +187,6 @@ Bytes invoke(const EnclaveState& state, ByteView invocation) {
             throw;
         fail(MESATEE_ERROR_FUNCTION_FAILED, fn.name + " failed: " + e.what());
     }
-    for (auto& [slot, data] : plaintexts) OPENSSL_cleanse(data.data(), data.size());
 
     msgpack::Map outputs, receipt_outputs;
     for (const OutputSlot& slot : m.outputs) {
@@ -186,7 +195,6 @@ Bytes invoke(const EnclaveState& state, ByteView invocation) {
         SecretBytes key(32);
         random_bytes(key.data(), 32);
         Bytes file = files::encrypt_file(key.view(), it->second);
-        OPENSSL_cleanse(it->second.data(), it->second.size());
         msgpack::Map keys;
         Bytes info = slot_info(kOutputKeyLabel, m.hash, slot.name);
         for (const Bytes& owner : slot.owners)
@@ -195,14 +203,23 @@ Bytes invoke(const EnclaveState& state, ByteView invocation) {
         outputs.emplace_back(slot.name, Value::map({{"file", Value::bin(std::move(file))}, {"keys", Value::map(std::move(keys))}}));
     }
 
+    // Padded to a bucket: the ciphertext's length must not tell the host the answer ("true" or "false").
+    if (return_value.size() > UINT32_MAX - kReturnValueBucket)
+        fail(MESATEE_ERROR_FUNCTION_FAILED, fn.name + " returned more than 4 GiB");
+    Bytes padded;
+    padded.reserve((return_value.size() + 4) / kReturnValueBucket * kReturnValueBucket + kReturnValueBucket);
+    Writer(padded).u8(static_cast<uint8_t>(return_value.size() >> 24)).u8(static_cast<uint8_t>(return_value.size() >> 16))
+        .u8(static_cast<uint8_t>(return_value.size() >> 8)).u8(static_cast<uint8_t>(return_value.size())).bytes(return_value);
+    padded.resize((padded.size() + kReturnValueBucket - 1) / kReturnValueBucket * kReturnValueBucket, 0);
     msgpack::Map returned, receipt_returned;
     Bytes return_info = concat({literal(kReturnValueLabel), m.hash});
     for (const Participant& p : m.participants) {
-        Bytes sealed = hpke::seal(p.hpke_key, return_info, return_value);
+        Bytes sealed = hpke::seal(p.hpke_key, return_info, padded);
         receipt_returned.emplace_back(p.id_hex, Value::bin(sha256(sealed)));
         returned.emplace_back(p.id_hex, Value::bin(std::move(sealed)));
     }
     OPENSSL_cleanse(return_value.data(), return_value.size());
+    OPENSSL_cleanse(padded.data(), padded.size());
 
     const EnclaveIdentity& me = platform::identity();
     Bytes receipt = msgpack::encode(Value::map({

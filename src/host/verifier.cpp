@@ -61,8 +61,9 @@ private:
 
 void check_validity(X509* cert, int64_t at_time) {
     time_t t = static_cast<time_t>(at_time);
-    // Both ends inclusive, as in the Python verifier.
-    if (X509_cmp_time(X509_get0_notBefore(cert), &t) > 0 || X509_cmp_time(X509_get0_notAfter(cert), &t) < 0)
+    // Both ends inclusive, as in the Python verifier; 0 means a time that does not parse.
+    int after_start = X509_cmp_time(X509_get0_notBefore(cert), &t), before_end = X509_cmp_time(X509_get0_notAfter(cert), &t);
+    if (after_start == 0 || before_end == 0 || after_start > 0 || before_end < 0)
         refuse(MESATEE_ERROR_CERTIFICATE_INVALID, "the attestation certificate is outside its validity period");
     EVP_PKEY* key = X509_get0_pubkey(cert);
     char group[64] = {};

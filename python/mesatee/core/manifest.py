@@ -659,6 +659,26 @@ def verify_approval(manifest: Manifest, party_id: bytes, signature: bytes) -> No
 # --------------------------------------------------------------------------- invocation
 
 
+RETURN_VALUE_BUCKET = 256
+
+
+def pad_return_value(value: bytes) -> bytes:
+    """u32 big-endian length ‖ value ‖ zeros to a multiple of 256 bytes: its ciphertext's length hides the value's."""
+    value = require_bytes("return value", value)
+    padded = len(value).to_bytes(4, "big") + value
+    return padded + bytes(-len(padded) % RETURN_VALUE_BUCKET)
+
+
+def unpad_return_value(padded: bytes) -> bytes:
+    """The value inside a padded return value; FormatError unless the padding is exactly as the enclave writes it."""
+    if len(padded) < 4 or len(padded) % RETURN_VALUE_BUCKET:
+        raise FormatError(f"return value: {len(padded)} bytes is not a multiple of {RETURN_VALUE_BUCKET}")
+    size = int.from_bytes(padded[:4], "big")
+    if size > len(padded) - 4 or any(padded[4 + size :]) or len(padded) - 4 - size >= RETURN_VALUE_BUCKET:
+        raise FormatError("return value: its length or padding is malformed")
+    return padded[4 : 4 + size]
+
+
 def encode_invocation(
     manifest_bytes: bytes,
     approvals: Mapping[bytes, bytes],

@@ -37,7 +37,14 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from mesatee.core import canonical, files, hpke
 from mesatee.core.attestation import AttestationPolicy, VerifiedClaims, verify_evidence
 from mesatee.core.binary import require_bytes
-from mesatee.core.manifest import EnclaveMeasurement, Manifest, ParticipantKeys, Receipt, TaskResult
+from mesatee.core.manifest import (
+    EnclaveMeasurement,
+    Manifest,
+    ParticipantKeys,
+    Receipt,
+    TaskResult,
+    unpad_return_value,
+)
 from mesatee.errors import AttestationError, CryptoError, FormatError, InvalidArgumentError, Status
 
 __all__ = [
@@ -356,10 +363,15 @@ class Party:
         evidence: bytes,
         policy: AttestationPolicy,
         *,
-        nonce: bytes | None = None,
+        nonce: bytes | None,
         now: datetime | None = None,
     ) -> VerifiedClaims:
-        """Verify an enclave's evidence against this party's policy (pure Python verifier)."""
+        """Verify an enclave's evidence against this party's policy (pure Python verifier).
+
+        ``nonce`` is required: the fresh challenge this party sent, so that old
+        evidence cannot be replayed to it. ``None`` accepts any nonce, and must be
+        said explicitly (e.g. for evidence published once for many verifiers).
+        """
         return verify_evidence(evidence, policy, nonce=nonce, now=now)
 
     def _check_participant(self, manifest: Manifest) -> None:
@@ -445,5 +457,5 @@ class Party:
         sealed_value = result.return_value.get(self.party_id)
         value = None
         if sealed_value is not None:
-            value = hpke.open(self._hpke_key, sealed_value, hpke.return_value_info(manifest.hash))
+            value = unpad_return_value(hpke.open(self._hpke_key, sealed_value, hpke.return_value_info(manifest.hash)))
         return OpenedResult(receipt, value, MappingProxyType(outputs))

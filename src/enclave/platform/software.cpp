@@ -5,7 +5,7 @@
 // duration of each ecall.
 #include "platform/software_abi.h"
 
-#include <new>
+#include <memory>
 
 #include "enclave_state.hpp"
 #include "mesatee_t.h"
@@ -66,17 +66,21 @@ extern "C" __attribute__((visibility("default"))) int mesatee_sw_enclave_create(
     if (!platform || !instance || platform->abi_version != MESATEE_SW_ABI_VERSION || !platform->seal_key ||
         !platform->evidence)
         return MESATEE_ERROR_BOUNDARY;
-    Instance* created = new (std::nothrow) Instance{*platform, {}, {}};
-    if (!created) return MESATEE_ERROR_OUT_OF_MEMORY;
-    const mesatee_sw_identity& id = platform->identity;
-    created->identity.mrenclave.assign(id.mrenclave, id.mrenclave + 32);
-    created->identity.mrsigner.assign(id.mrsigner, id.mrsigner + 32);
-    created->identity.product_id = id.product_id;
-    created->identity.security_version = id.security_version;
-    created->identity.debug = id.debug != 0;
-    created->identity.kind = MESATEE_PLATFORM_SOFTWARE;
-    *instance = created;
-    return MESATEE_OK;
+    try {  // nothing may escape an extern "C" entry point
+        auto created = std::make_unique<Instance>();
+        created->services = *platform;
+        const mesatee_sw_identity& id = platform->identity;
+        created->identity.mrenclave.assign(id.mrenclave, id.mrenclave + 32);
+        created->identity.mrsigner.assign(id.mrsigner, id.mrsigner + 32);
+        created->identity.product_id = id.product_id;
+        created->identity.security_version = id.security_version;
+        created->identity.debug = id.debug != 0;
+        created->identity.kind = MESATEE_PLATFORM_SOFTWARE;
+        *instance = created.release();
+        return MESATEE_OK;
+    } catch (...) {
+        return MESATEE_ERROR_OUT_OF_MEMORY;
+    }
 }
 
 extern "C" __attribute__((visibility("default"))) int mesatee_sw_enclave_call(void* instance, uint32_t function_id,
