@@ -154,16 +154,30 @@ def test_trained_model_predicts_what_numpy_computes(world, tmp_path: Path) -> No
     assert out["result_file"].decode() == expected
 
 
-@pytest.mark.parametrize("center", [True, False])
-def test_pca_matches_numpy_svd(world, tmp_path: Path, center: bool) -> None:
+def degenerate(rng: np.random.Generator) -> np.ndarray:
+    x = rng.standard_normal((80, 6)) * [5, 3, 1, 1, 1, 1]
+    x[:, 3] = x[:, 0]  # a repeated column, and a constant one: X'X is singular
+    x[:, 5] = 2.5
+    return x
+
+
+@pytest.mark.parametrize(
+    ("center", "shape"), [(True, (120, 7)), (False, (120, 7)), (True, (60, 90)), (True, "degenerate")]
+)
+def test_pca_matches_numpy_svd(world, tmp_path: Path, center: bool, shape) -> None:
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((120, 7)) @ rng.standard_normal((7, 7)) + rng.standard_normal(7) * 3
-    labels = rng.integers(0, 3, (120, 1))
+    if shape == "degenerate":
+        x = degenerate(rng)
+    else:
+        m, d = shape
+        x = rng.standard_normal((m, d)) @ rng.standard_normal((d, d)) + rng.standard_normal(d) * 3
+    m, d = x.shape
+    labels = rng.integers(0, 3, (m, 1))
     value, out = call(
-        world, tmp_path, "principal_components_analysis", {"n": 3, "feature_size": 7, "center": center},
+        world, tmp_path, "principal_components_analysis", {"n": 3, "feature_size": d, "center": center},
         {"input_data": csv(np.column_stack([x, labels]))}, ["output_data"],
     )  # fmt: skip
-    assert value == b"transform 120 rows * 3 cols lines of data."
+    assert value == f"transform {m} rows * 3 cols lines of data.".encode()
     got = parse(out["output_data"])
     xc = x - x.mean(axis=0) if center else x
     _, _, vt = np.linalg.svd(xc, full_matrices=False)

@@ -45,22 +45,32 @@ inline double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 inline double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
 
 // One pass over the rows: sums[0] = sum_i r_i, sums[1 + j] = sum_i r_i x_ij with r_i = sigmoid(z_i) - y_i;
-// with Loss, also returns sum_i [softplus(z_i) - y_i z_i].
+// with Loss, also returns sum_i [softplus(z_i) - y_i z_i]. Four rows at a time: the gradient's running sums
+// are loaded and stored once per four rows, while the rows stream from memory once.
 template <bool Loss>
 double residual_sums(const Rows& x, const double* y, size_t y_stride, const double* b, double* sums) {
     const size_t d = x.cols;
     std::fill(sums, sums + d + 1, 0.0);
     double r0 = 0, loss = 0;
     double* __restrict g = sums + 1;
-    for (size_t i = 0; i < x.rows; ++i) {
-        const double* row = x.row(i);
-        double z = b[0] + dot(row, b + 1, d);
+    auto residual = [&](size_t i) {
+        double z = b[0] + dot(x.row(i), b + 1, d);
         double label = y[i * y_stride];
-        double r = sigmoid(z) - label;
         if constexpr (Loss) loss += softplus(z) - label * z;
+        double r = sigmoid(z) - label;
         r0 += r;
-        axpy(g, r, row, d);
+        return r;
+    };
+    size_t i = 0;
+    for (; i + 4 <= x.rows; i += 4) {
+        const double* __restrict a0 = x.row(i);
+        const double* __restrict a1 = x.row(i + 1);
+        const double* __restrict a2 = x.row(i + 2);
+        const double* __restrict a3 = x.row(i + 3);
+        double c0 = residual(i), c1 = residual(i + 1), c2 = residual(i + 2), c3 = residual(i + 3);
+        for (size_t j = 0; j < d; ++j) g[j] += (c0 * a0[j] + c1 * a1[j]) + (c2 * a2[j] + c3 * a3[j]);
     }
+    for (; i < x.rows; ++i) axpy(g, residual(i), x.row(i), d);
     sums[0] = r0;
     return loss;
 }
@@ -171,50 +181,97 @@ std::vector<double> logistic_lbfgs(const Rows& x, const double* y, size_t y_stri
 
 namespace {
 
-// Cyclic Jacobi: on return a's diagonal holds the eigenvalues and v's columns the eigenvectors.
-void jacobi_eigen(std::vector<double>& a, std::vector<double>& v, size_t d) {
-    v.assign(d * d, 0.0);
-    for (size_t i = 0; i < d; ++i) v[i * d + i] = 1.0;
-    constexpr int kMaxSweeps = 100;
-    for (int sweep = 0; sweep < kMaxSweeps; ++sweep) {
-        bool rotated = false;
-        for (size_t p = 0; p + 1 < d; ++p) {
-            for (size_t q = p + 1; q < d; ++q) {
-                double apq = a[p * d + q];
-                if (apq == 0) continue;
-                double app = a[p * d + p], aqq = a[q * d + q];
-                // Negligible against both diagonal entries (after a few sweeps): it is zero.
-                if (sweep > 3 && std::fabs(app) + 100 * std::fabs(apq) == std::fabs(app) &&
-                    std::fabs(aqq) + 100 * std::fabs(apq) == std::fabs(aqq)) {
-                    a[p * d + q] = a[q * d + p] = 0;
-                    continue;
+// The eigenvalues and eigenvectors of a symmetric d x d matrix (row-major; overwritten): Householder
+// reduction to tridiagonal form, then the implicit QL iteration with shifts. On return vectors' row i is the
+// unit eigenvector of values[i]. Every inner loop runs along rows (contiguous), so it scales to d = 512.
+void symmetric_eigen(std::vector<double>& a, size_t d, std::vector<double>& values, std::vector<double>& vectors) {
+    values.assign(d, 0.0);
+    std::vector<double> off(d, 0.0), reflectors(d * d, 0.0), p(d), w(d);
+    // 1. A = Q T Q' with Q = H_0 H_1 ... ; H_k = I - 2 v v' acts on indices k+1.., v stored in reflectors' row k.
+    for (size_t k = 0; k + 2 < d; ++k) {
+        const size_t n = d - k - 1;
+        double* x = a.data() + k * d + k + 1;  // row k right of the diagonal (= column k below it)
+        double* v = reflectors.data() + k * d + k + 1;
+        values[k] = a[k * d + k];
+        double norm = std::sqrt(dot(x, x, n));
+        if (norm == 0) continue;
+        double alpha = x[0] > 0 ? -norm : norm;  // the sign that avoids cancellation in v[0]
+        std::copy(x, x + n, v);
+        v[0] -= alpha;
+        double length = std::sqrt(dot(v, v, n));
+        for (size_t i = 0; i < n; ++i) v[i] /= length;
+        // The trailing block S <- H S H = S - 2 (v w' + w v') with p = S v, w = p - (v'p) v.
+        for (size_t i = 0; i < n; ++i) p[i] = dot(a.data() + (k + 1 + i) * d + k + 1, v, n);
+        double vp = dot(v, p.data(), n);
+        for (size_t i = 0; i < n; ++i) w[i] = p[i] - vp * v[i];
+        for (size_t i = 0; i < n; ++i) {
+            double* __restrict srow = a.data() + (k + 1 + i) * d + k + 1;
+            const double vi = 2 * v[i], wi = 2 * w[i];
+            for (size_t j = 0; j < n; ++j) srow[j] -= vi * w[j] + wi * v[j];
+        }
+        off[k] = alpha;
+    }
+    if (d >= 2) off[d - 2] = a[(d - 2) * d + d - 1], values[d - 2] = a[(d - 2) * d + d - 2];
+    values[d - 1] = a[(d - 1) * d + d - 1];
+    // 2. vectors = Q' = ... H_1 H_0, built row-wise: vectors <- H_k vectors.
+    vectors.assign(d * d, 0.0);
+    for (size_t i = 0; i < d; ++i) vectors[i * d + i] = 1.0;
+    std::vector<double> u(d);
+    for (size_t k = 0; k + 2 < d; ++k) {
+        const double* v = reflectors.data() + k * d + k + 1;
+        const size_t n = d - k - 1;
+        std::fill(u.begin(), u.end(), 0.0);
+        for (size_t i = 0; i < n; ++i) axpy(u.data(), v[i], vectors.data() + (k + 1 + i) * d, d);
+        for (size_t i = 0; i < n; ++i) axpy(vectors.data() + (k + 1 + i) * d, -2 * v[i], u.data(), d);
+    }
+    // 3. Implicit QL on the tridiagonal (values, off), each rotation applied to two rows of vectors.
+    constexpr int kMaxIterations = 60;
+    for (size_t l = 0; l < d; ++l) {
+        for (int iteration = 0;; ++iteration) {
+            size_t m = l;
+            for (; m + 1 < d; ++m) {
+                double scale = std::fabs(values[m]) + std::fabs(values[m + 1]);
+                if (std::fabs(off[m]) <= std::numeric_limits<double>::epsilon() * scale) break;
+            }
+            if (m == l) break;
+            if (iteration == kMaxIterations)
+                fail(MESATEE_ERROR_FUNCTION_FAILED, "principal_components_analysis: the eigenvalue iteration did not converge");
+            double g = (values[l + 1] - values[l]) / (2 * off[l]);
+            double r = std::hypot(g, 1.0);
+            g = values[m] - values[l] + off[l] / (g + std::copysign(r, g));
+            double s = 1, c = 1, shift = 0;
+            bool deflated = false;
+            for (size_t i = m; i-- > l;) {
+                double f = s * off[i], b = c * off[i];
+                r = std::hypot(f, g);
+                off[i + 1] = r;
+                if (r == 0) {  // a zero off-diagonal appeared: deflate and start again
+                    values[i + 1] -= shift;
+                    off[m] = 0;
+                    deflated = true;
+                    break;
                 }
-                rotated = true;
-                double theta = (aqq - app) / (2 * apq);
-                double t = std::fabs(theta) > 1e150 ? 0.5 / theta
-                                                    : std::copysign(1.0, theta) / (std::fabs(theta) + std::hypot(theta, 1.0));
-                double c = 1 / std::sqrt(t * t + 1), s = t * c;
-                for (size_t k = 0; k < d; ++k) {  // columns p and q
-                    double kp = a[k * d + p], kq = a[k * d + q];
-                    a[k * d + p] = c * kp - s * kq;
-                    a[k * d + q] = s * kp + c * kq;
-                }
-                for (size_t k = 0; k < d; ++k) {  // rows p and q
-                    double pk = a[p * d + k], qk = a[q * d + k];
-                    a[p * d + k] = c * pk - s * qk;
-                    a[q * d + k] = s * pk + c * qk;
-                }
-                a[p * d + q] = a[q * d + p] = 0;
+                s = f / r;
+                c = g / r;
+                g = values[i + 1] - shift;
+                r = (values[i] - g) * s + 2 * c * b;
+                shift = s * r;
+                values[i + 1] = g + shift;
+                g = c * r - b;
+                double* __restrict zi = vectors.data() + i * d;
+                double* __restrict zn = vectors.data() + (i + 1) * d;
                 for (size_t k = 0; k < d; ++k) {
-                    double kp = v[k * d + p], kq = v[k * d + q];
-                    v[k * d + p] = c * kp - s * kq;
-                    v[k * d + q] = s * kp + c * kq;
+                    double next = zn[k];
+                    zn[k] = s * zi[k] + c * next;
+                    zi[k] = c * zi[k] - s * next;
                 }
             }
+            if (deflated) continue;
+            values[l] -= shift;
+            off[l] = g;
+            off[m] = 0;
         }
-        if (!rotated) return;
     }
-    fail(MESATEE_ERROR_FUNCTION_FAILED, "principal_components_analysis: the eigenvalue iteration did not converge");
 }
 
 }  // namespace
@@ -235,19 +292,19 @@ std::vector<double> pca_transform(const Rows& x, size_t n, bool center) {
     }
     for (size_t j = 0; j < d; ++j)
         for (size_t k = 0; k < j; ++k) gram[j * d + k] = gram[k * d + j];
-    std::vector<double> vectors;
-    jacobi_eigen(gram, vectors, d);
+    std::vector<double> values, vectors;
+    symmetric_eigen(gram, d, values, vectors);
     std::vector<size_t> order(d);
     for (size_t j = 0; j < d; ++j) order[j] = j;
-    std::stable_sort(order.begin(), order.end(), [&](size_t p, size_t q) { return gram[p * d + p] > gram[q * d + q]; });
+    std::stable_sort(order.begin(), order.end(), [&](size_t p, size_t q) { return values[p] > values[q]; });
     // The components, d x n; each signed so that its largest entry in magnitude (the first of equal ones) is positive.
     std::vector<double> w(d * n);
     for (size_t c = 0; c < n; ++c) {
         size_t col = order[c], top = 0;
         for (size_t j = 1; j < d; ++j)
-            if (std::fabs(vectors[j * d + col]) > std::fabs(vectors[top * d + col])) top = j;
-        double sign = vectors[top * d + col] < 0 ? -1.0 : 1.0;
-        for (size_t j = 0; j < d; ++j) w[j * n + c] = sign * vectors[j * d + col];
+            if (std::fabs(vectors[col * d + j]) > std::fabs(vectors[col * d + top])) top = j;
+        double sign = vectors[col * d + top] < 0 ? -1.0 : 1.0;
+        for (size_t j = 0; j < d; ++j) w[j * n + c] = sign * vectors[col * d + j];
     }
     std::vector<double> out(m * n, 0.0);
     for (size_t i = 0; i < m; ++i) {
