@@ -227,6 +227,16 @@ def test_kmeans_plus_plus_is_seeded_and_finds_separated_clusters(world, tmp_path
         assert (labels == np.linalg.norm(x[:, None] - found[None], axis=2).argmin(axis=1)).all()
 
 
+def test_kmeans_empty_cluster_restarts_at_the_farthest_line(world, tmp_path: Path) -> None:
+    # Both initial centers equal: the second cluster is empty, and restarts at the line farthest from the first.
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [10.0, 10.0], [10.0, 11.0]])
+    arguments = {"k": 2, "feature_size": 2, "tolerance": 0.0, "initial_centers": "0,0\n0,0\n"}
+    value, out = call(world, tmp_path, "kmeans", arguments, {"input_data": csv(x)}, ["model_file", "assignments"])
+    assert out["assignments"] == b"0\n0\n0\n1\n1\n"
+    assert out["model_file"] == csv(np.array([[1 / 3, 1 / 3], [10.0, 10.5]]))
+    assert value.startswith(b"Clustered 5 lines of data into 2 clusters")
+
+
 # --------------------------------------------------------------------------- malformed inputs and arguments
 
 LR = {"alg_alpha": 0.3, "alg_iters": 10, "feature_size": 2}
