@@ -7,6 +7,7 @@
 
 #include "crypto.hpp"
 #include "files.hpp"
+#include "functions/learning.hpp"
 #include "hpke.hpp"
 #include "manifest.hpp"
 #include "msgpack.hpp"
@@ -47,9 +48,44 @@ uint64_t now_ns() {
                                      .count());
 }
 
+// The learning cores on float64 rows (little-endian, row-major): times the training alone, no text parsing;
+// returns the time, the result's doubles and the iterations run.
+Value bench_learning(const msgpack::Map& in, const std::string& what, uint64_t n) {
+    namespace learning = functions::learning;
+    auto doubles = [&](const char* key) {
+        const Bytes& b = bin(in, key);
+        std::vector<double> v(b.size() / sizeof(double));
+        std::memcpy(v.data(), b.data(), v.size() * sizeof(double));
+        return v;
+    };
+    auto count = [&](const char* key) { return msgpack::require(in, key, "probe").as_uint(key); };
+    std::vector<double> x = doubles("data"), extra = doubles("extra"), out;
+    size_t cols = count("cols");
+    learning::Rows rows{x.data(), x.size() / cols, cols, cols};
+    int64_t iterations = static_cast<int64_t>(n);
+    uint64_t start = now_ns();
+    if (what == "learning_logistic_gd") {  // extra: the labels
+        out = learning::logistic_gd(rows, extra.data(), 1, 0.1, iterations, 0.0);
+    } else if (what == "learning_pca") {
+        out = learning::pca_transform(rows, count("components"), true);
+    } else if (what == "learning_kmeans") {  // extra: the initial centers
+        auto result = learning::kmeans(rows, extra.size() / cols, iterations, 0.0, 0, extra.data());
+        out = std::move(result.centers);
+        iterations = result.iterations;
+    } else {
+        fail(MESATEE_ERROR_INVALID_ARGUMENT, "unknown benchmark " + what);
+    }
+    uint64_t ns = now_ns() - start;
+    Bytes result(out.size() * sizeof(double));
+    std::memcpy(result.data(), out.data(), result.size());
+    return Value::map({{"ns", Value::unsigned_integer(ns)}, {"result", Value::bin(std::move(result))},
+                       {"iterations", Value::integer(iterations)}});
+}
+
 Value bench(const msgpack::Map& in) {
     const std::string& what = msgpack::require(in, "what", "probe").as_str("what");
     uint64_t n = msgpack::require(in, "iterations", "probe").as_uint("iterations");
+    if (what.rfind("learning_", 0) == 0) return bench_learning(in, what, n);
     const Bytes& data = bin(in, "data");
     SecretBytes sk = hpke::derive_private_key(literal("bench recipient"));
     Bytes pk = hpke::public_key_of(sk.view());
