@@ -199,6 +199,19 @@ def test_sampling_is_seeded_and_the_format_is_as_documented(world, tmp_path: Pat
     assert np.allclose(values(result), predict_from_documented_format(first, x[:50]), atol=2e-10)
 
 
+def test_edge_cases(world, tmp_path: Path) -> None:
+    one_row = settings("SquaredError", 2, min_leaf_size=1, iterations=3, shrinkage=1.0)
+    returned, model = train(world, tmp_path / "one", b"1,2,5\n", **one_row)
+    assert returned == b"Trained 1 lines of data."
+    assert predict(world, tmp_path / "one", model, b"7,7\n")[1] == b"5.0000000000\n"
+    # constant features cannot be split on: every tree is one leaf, the prediction the mean
+    _, model = train(world, tmp_path / "constant", b"1,1,0\n1,1,2\n1,1,4\n", **one_row)
+    assert predict(world, tmp_path / "constant", model, b"0,9\n")[1] == b"2.0000000000\n"
+    # huge labels print in full
+    _, model = train(world, tmp_path / "huge", b"1,2,1e100\n2,1,1e100\n", **one_row)
+    assert float(predict(world, tmp_path / "huge", model, b"1,2\n")[1]) == pytest.approx(1e100)
+
+
 def test_declaration(world) -> None:
     declared = world[0].functions()
     train_arguments = {a.name: a for a in declared["gbdt_train"].arguments}

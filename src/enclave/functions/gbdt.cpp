@@ -55,7 +55,7 @@ struct Model {
 };
 
 std::string format_double(double v, std::chars_format format = std::chars_format::general, int precision = -1) {
-    char buffer[64];
+    char buffer[400];  // fixed notation of the largest double with 10 decimals fits
     auto [end, ec] = precision < 0 ? std::to_chars(buffer, buffer + sizeof buffer, v)  // shortest round-trip form
                                    : std::to_chars(buffer, buffer + sizeof buffer, v, format, precision);
     if (ec != std::errc()) fail(MESATEE_ERROR_FUNCTION_FAILED, "a number could not be formatted");
