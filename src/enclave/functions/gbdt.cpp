@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -111,6 +112,55 @@ double midpoint(double a, double b) {  // a < b: a value m with a <= m < b
     return m < b && m >= a ? m : a;
 }
 
+// The rows of column f ordered by value, ascending: a stable LSD radix sort of the values' bits (made
+// order-preserving), one byte a pass, skipping the bytes all values share. Fills keys and order.
+class ColumnSorter {
+public:
+    explicit ColumnSorter(size_t n) : keys_(n), order_(n), keys2_(n), order2_(n) {}
+
+    void sort(const Matrix& m, size_t f) {
+        const size_t n = m.rows;
+        size_t counts[8][256] = {};
+        for (size_t i = 0; i < n; ++i) {
+            double v = m(i, f);
+            uint64_t bits;
+            std::memcpy(&bits, &v, sizeof bits);
+            uint64_t key = bits >> 63 ? ~bits : bits | (uint64_t{1} << 63);
+            keys_[i] = key;
+            order_[i] = static_cast<uint32_t>(i);
+            for (int b = 0; b < 8; ++b) ++counts[b][(key >> (8 * b)) & 0xff];
+        }
+        for (int b = 0; b < 8; ++b) {
+            if (n == 0 || counts[b][(keys_[0] >> (8 * b)) & 0xff] == n) continue;
+            size_t at[256], sum = 0;
+            for (int k = 0; k < 256; ++k) {
+                at[k] = sum;
+                sum += counts[b][k];
+            }
+            for (size_t i = 0; i < n; ++i) {
+                size_t to = at[(keys_[i] >> (8 * b)) & 0xff]++;
+                keys2_[to] = keys_[i];
+                order2_[to] = order_[i];
+            }
+            keys_.swap(keys2_);
+            order_.swap(order2_);
+        }
+    }
+    double value(size_t k) const {  // the k-th smallest value
+        uint64_t key = keys_[k], bits = key >> 63 ? key & ~(uint64_t{1} << 63) : ~key;
+        double v;
+        std::memcpy(&v, &bits, sizeof v);
+        return v;
+    }
+    uint32_t row(size_t k) const { return order_[k]; }
+
+private:
+    std::vector<uint64_t> keys_;
+    std::vector<uint32_t> order_;
+    std::vector<uint64_t> keys2_;
+    std::vector<uint32_t> order2_;
+};
+
 Binned bin_features(const Matrix& m, size_t features) {
     Binned d;
     d.n = m.rows;
@@ -118,17 +168,18 @@ Binned bin_features(const Matrix& m, size_t features) {
     d.codes.resize(d.n * features);
     d.cuts.resize(features);
     d.offset.resize(features);
-    std::vector<double> column(d.n), distinct;
+    ColumnSorter sorted(d.n);
+    std::vector<double> distinct;
     std::vector<size_t> counts;
     distinct.reserve(d.n);
     counts.reserve(d.n);
     for (size_t f = 0; f < features; ++f) {
-        for (size_t i = 0; i < d.n; ++i) column[i] = m(i, f);
-        std::sort(column.begin(), column.end());
+        sorted.sort(m, f);
         distinct.clear();
         counts.clear();
-        for (double v : column) {
-            if (distinct.empty() || v != distinct.back()) {
+        for (size_t k = 0; k < d.n; ++k) {
+            double v = sorted.value(k);
+            if (distinct.empty() || v != distinct.back()) {  // -0.0 and 0.0 are one value
                 distinct.push_back(v);
                 counts.push_back(0);
             }
@@ -147,9 +198,14 @@ Binned bin_features(const Matrix& m, size_t features) {
                 }
             }
         }
+        // A value's code is the number of cuts below it (its bin holds the values <= cuts[code]).
         uint8_t* codes = d.codes.data() + f * d.n;
-        for (size_t i = 0; i < d.n; ++i)
-            codes[i] = static_cast<uint8_t>(std::lower_bound(cuts.begin(), cuts.end(), m(i, f)) - cuts.begin());
+        size_t bin = 0;
+        for (size_t k = 0; k < d.n; ++k) {
+            double v = sorted.value(k);
+            while (bin < cuts.size() && cuts[bin] < v) ++bin;
+            codes[sorted.row(k)] = static_cast<uint8_t>(bin);
+        }
         d.offset[f] = d.total_bins;
         d.total_bins += d.bins(f);
         if (d.bins(f) >= 2) d.usable.push_back(static_cast<uint32_t>(f));
