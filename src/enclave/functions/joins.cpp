@@ -1,0 +1,411 @@
+// Joins and intersections over several parties' inputs:
+//   ordered_set_join          Teaclave's join of two key-sorted CSV files;
+//   private_join_and_compute  Teaclave's sum per id over the ids every party holds;
+//   private_set_intersection  any number of parties, unsorted inputs, hashing.
+// Keys are compared as byte strings. Hash tables hold string_views into the
+// decrypted input buffers and are sized once from the input's line count.
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <string>
+
+#include "common/openssl.hpp"
+#include "functions/registry.hpp"
+#include "functions/text.hpp"
+
+namespace mesatee::functions {
+namespace {
+
+constexpr int64_t kMaxParties = 16;
+
+// ------------------------------------------------------------------ hashing
+
+// Open addressing with linear probing, at most half full: sized once for `max_keys`.
+// The hash is keyed with fresh random bytes per table so that hostile inputs cannot
+// aim their lines at one bucket; no result depends on the key (outputs are sorted
+// or follow the input's order).
+template <class V>
+class StringTable {
+public:
+    struct Entry {
+        std::string_view key;  // data() == nullptr: an empty slot
+        uint64_t hash = 0;
+        V value{};
+    };
+
+    explicit StringTable(size_t max_keys) {
+        size_t n = 16;
+        while (n < 2 * max_keys) n <<= 1;
+        slots_.resize(n);
+        mask_ = n - 1;
+        random_bytes(reinterpret_cast<uint8_t*>(seed_), sizeof seed_);
+    }
+
+    Entry* find(std::string_view key) {
+        uint64_t h = hash(key);
+        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+            Entry& e = slots_[i];
+            if (!e.key.data()) return nullptr;
+            if (e.hash == h && e.key == key) return &e;
+        }
+    }
+
+    // The entry for key; a new one (value V{}) when absent, and then `added` is set.
+    Entry& insert(std::string_view key, bool& added) {
+        uint64_t h = hash(key);
+        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+            Entry& e = slots_[i];
+            if (!e.key.data()) {
+                if (++size_ > slots_.size() / 2) fail(MESATEE_ERROR_INTERNAL, "hash table sized too small");
+                e.key = key;
+                e.hash = h;
+                added = true;
+                return e;
+            }
+            if (e.hash == h && e.key == key) {
+                added = false;
+                return e;
+            }
+        }
+    }
+
+    const std::vector<Entry>& slots() const { return slots_; }
+
+private:
+    static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+    uint64_t hash(std::string_view s) const {
+        constexpr uint64_t k1 = 0x9e3779b97f4a7c15ull, k2 = 0xbf58476d1ce4e5b9ull;
+        const char* p = s.data();
+        size_t n = s.size();
+        uint64_t a = seed_[0] ^ (n * k1), b = seed_[1];
+        while (n >= 16) {
+            uint64_t w0, w1;
+            std::memcpy(&w0, p, 8);
+            std::memcpy(&w1, p + 8, 8);
+            a = rotl((a ^ w0) * k1, 31) * k2;
+            b = rotl((b ^ w1) * k2, 29) * k1;
+            p += 16;
+            n -= 16;
+        }
+        if (n >= 8) {
+            uint64_t w;
+            std::memcpy(&w, p, 8);
+            a = rotl((a ^ w) * k1, 31) * k2;
+            p += 8;
+            n -= 8;
+        }
+        uint64_t w = 0;
+        std::memcpy(&w, p, n);
+        b = rotl((b ^ w) * k2, 29) * k1;
+        uint64_t h = a ^ rotl(b, 17);  // the final mix of splitmix64
+        h = (h ^ (h >> 30)) * k2;
+        h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+        return h ^ (h >> 31);
+    }
+
+    std::vector<Entry> slots_;
+    size_t mask_ = 0, size_ = 0;
+    uint64_t seed_[2] = {0, 0};
+};
+
+Bytes text_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+void append(Bytes& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
+
+// The slots of a function with one input and one output per party: exactly
+// <input>0 .. <input>{n-1} and <output>0 .. <output>{n-1}.
+void check_party_slots(const std::string& fn, const std::string& why, size_t n, const std::vector<std::string>& named,
+                       const std::string& prefix) {
+    for (int64_t i = 0; i < kMaxParties; ++i) {
+        std::string slot = prefix + std::to_string(i);
+        bool present = std::find(named.begin(), named.end(), slot) != named.end();
+        if (present && static_cast<size_t>(i) >= n) fail(MESATEE_ERROR_ARGUMENT_INVALID, fn + ": " + why + " but " + slot + " is given");
+        if (!present && static_cast<size_t>(i) < n) fail(MESATEE_ERROR_ARGUMENT_INVALID, fn + ": " + why + " but " + slot + " is missing");
+    }
+}
+
+std::vector<SlotDecl> party_slots(const std::string& prefix, const std::string& doc) {
+    std::vector<SlotDecl> slots;
+    for (int64_t i = 0; i < kMaxParties; ++i) slots.push_back({prefix + std::to_string(i), true, doc});
+    return slots;
+}
+
+std::string slot_name(const char* prefix, size_t i) { return prefix + std::to_string(i); }
+
+// ------------------------------------------------------------------ ordered_set_join
+
+// A CSV file as a table of fields: every row as many fields as the first, the key field not empty.
+struct Table {
+    size_t rows = 0, cols = 0;
+    std::vector<std::string_view> fields;
+    std::string_view at(size_t r, size_t c) const { return fields[r * cols + c]; }
+};
+
+Table parse_table(const Bytes& input, const std::string& slot, size_t key, const char* key_argument, bool ascending) {
+    Table t;
+    std::vector<std::string_view> all = lines(input, slot);
+    for (size_t r = 0; r < all.size(); ++r) {
+        std::vector<std::string_view> fields = split(all[r], ',');
+        if (r == 0) {
+            t.cols = fields.size();
+            if (key >= t.cols)
+                bad_line(slot, 1, "has " + std::to_string(t.cols) + " columns, too few for " + key_argument + " " +
+                                      std::to_string(key));
+            t.fields.reserve(all.size() * t.cols);
+        }
+        if (fields.size() != t.cols)
+            bad_line(slot, r + 1, "has " + std::to_string(fields.size()) + " columns, expected " + std::to_string(t.cols));
+        if (fields[key].empty()) bad_line(slot, r + 1, "the key column is empty");
+        if (r > 0) {
+            std::string_view prev = t.at(r - 1, key);
+            if (!(ascending ? prev < fields[key] : prev > fields[key]))
+                bad_line(slot, r + 1,
+                         std::string("key not in strictly ") + (ascending ? "ascending" : "descending") + " order");
+        }
+        t.fields.insert(t.fields.end(), fields.begin(), fields.end());
+        ++t.rows;
+    }
+    return t;
+}
+
+Bytes run_ordered_set_join(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
+    bool ascending = args.boolean("ascending"), drop = args.boolean("drop");
+    auto left = static_cast<size_t>(args.integer("left_column"));
+    auto right = static_cast<size_t>(args.integer("right_column"));
+    const Bytes& in1 = inputs.at("input_data1");
+    const Bytes& in2 = inputs.at("input_data2");
+    Table a = parse_table(in1, "input_data1", left, "left_column", ascending);
+    Table b = parse_table(in2, "input_data2", right, "right_column", ascending);
+    Bytes out;
+    out.reserve(in1.size() + in2.size() + std::min(a.rows, b.rows));
+    size_t count = 0;
+    for (size_t i = 0, j = 0; i < a.rows && j < b.rows;) {
+        std::string_view ka = a.at(i, left), kb = b.at(j, right);
+        if (ka == kb) {
+            for (size_t c = 0; c < a.cols; ++c) {
+                if (c) out.push_back(',');
+                append(out, a.at(i, c));
+            }
+            for (size_t c = 0; c < b.cols; ++c) {
+                if (drop && c == right) continue;
+                out.push_back(',');
+                append(out, b.at(j, c));
+            }
+            out.push_back('\n');
+            ++count, ++i, ++j;
+        } else if ((ka < kb) == ascending) {
+            ++i;
+        } else {
+            ++j;
+        }
+    }
+    outputs["output_result"] = std::move(out);
+    return text_bytes(std::to_string(count) + " records");
+}
+
+// ------------------------------------------------------------------ private_join_and_compute
+
+struct Sum {
+    int64_t total = 0;
+    uint8_t seen = 0;  // how many parties, in processing order, hold the id so far
+};
+
+// One `id : amount` line: the trimmed id (not empty) and a 64-bit integer amount.
+std::pair<std::string_view, int64_t> parse_amount_line(std::string_view line, const std::string& slot, size_t number) {
+    std::vector<std::string_view> f = split(line, ':');
+    if (f.size() != 2) bad_line(slot, number, "expected `id : amount`, found " + std::to_string(f.size()) + " fields");
+    if (f[0].empty()) bad_line(slot, number, "the id is empty");
+    std::string_view a = f[1];
+    if (!a.empty() && a.front() == '+') a.remove_prefix(1);
+    int64_t amount = 0;
+    auto [ptr, ec] = std::from_chars(a.data(), a.data() + a.size(), amount);
+    if (a.empty() || ptr != a.data() + a.size() || (ec != std::errc() && ec != std::errc::result_out_of_range))
+        bad_line(slot, number, "the amount is not an integer");
+    if (ec == std::errc::result_out_of_range) bad_line(slot, number, "the amount is outside the 64-bit range");
+    return {f[0], amount};
+}
+
+void add_checked(int64_t& total, int64_t amount) {
+    if (__builtin_add_overflow(total, amount, &total))
+        fail(MESATEE_ERROR_FUNCTION_FAILED, "private_join_and_compute: a sum overflows the 64-bit range");
+}
+
+void check_join_and_compute_slots(const Arguments& args, const std::vector<std::string>& inputs,
+                                  const std::vector<std::string>& outputs) {
+    auto n = static_cast<size_t>(args.integer("num_user"));
+    std::string why = "num_user is " + std::to_string(n);
+    check_party_slots("private_join_and_compute", why, n, inputs, "input_data");
+    check_party_slots("private_join_and_compute", why, n, outputs, "output_data");
+}
+
+Bytes run_private_join_and_compute(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
+    auto n = static_cast<size_t>(args.integer("num_user"));
+    std::vector<std::vector<std::string_view>> all(n);
+    for (size_t i = 0; i < n; ++i) {
+        std::string slot = slot_name("input_data", i);
+        all[i] = lines(inputs.at(slot), slot);
+    }
+    // The smallest input first: the table holds only its ids.
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return all[x].size() < all[y].size(); });
+
+    StringTable<Sum> table(all[order[0]].size());
+    for (size_t round = 0; round < n; ++round) {
+        size_t party = order[round];
+        std::string slot = slot_name("input_data", party);
+        for (size_t l = 0; l < all[party].size(); ++l) {
+            auto [id, amount] = parse_amount_line(all[party][l], slot, l + 1);
+            if (round == 0) {
+                bool added = false;
+                auto& e = table.insert(id, added);
+                e.value.seen = 1;
+                add_checked(e.value.total, amount);  // an id on several lines: its amounts add up
+                continue;
+            }
+            auto* e = table.find(id);
+            if (!e || e->value.seen < round) continue;  // not held by every party so far
+            e->value.seen = static_cast<uint8_t>(round + 1);
+            add_checked(e->value.total, amount);
+        }
+    }
+    std::vector<const StringTable<Sum>::Entry*> common;
+    for (const auto& e : table.slots())
+        if (e.key.data() && e.value.seen == n) common.push_back(&e);
+    std::sort(common.begin(), common.end(), [](auto* x, auto* y) { return x->key < y->key; });
+    Bytes out;
+    for (const auto* e : common) {
+        append(out, e->key);
+        append(out, " : ");
+        append(out, std::to_string(e->value.total));
+        out.push_back('\n');
+    }
+    for (size_t i = 0; i + 1 < n; ++i) outputs[slot_name("output_data", i)] = out;
+    outputs[slot_name("output_data", n - 1)] = std::move(out);
+    return text_bytes(std::to_string(n) + " users join the task in total.");
+}
+
+// ------------------------------------------------------------------ private_set_intersection
+
+size_t count_inputs(const std::vector<std::string>& inputs) {
+    size_t n = 0;
+    for (const std::string& s : inputs) n += s.rfind("input_data", 0) == 0;
+    return n;
+}
+
+void check_set_intersection_slots(const Arguments&, const std::vector<std::string>& inputs,
+                                  const std::vector<std::string>& outputs) {
+    size_t n = count_inputs(inputs);
+    if (n < 2) fail(MESATEE_ERROR_ARGUMENT_INVALID, "private_set_intersection: needs at least 2 inputs");
+    std::string why = std::to_string(n) + " inputs are given";
+    check_party_slots("private_set_intersection", why, n, inputs, "input_data");
+    check_party_slots("private_set_intersection", why, n, outputs, "output_data");
+}
+
+Bytes run_private_set_intersection(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
+    bool membership = args.str("mode") == "membership";
+    size_t n = inputs.size();
+    std::vector<std::vector<std::string_view>> all(n);
+    for (size_t i = 0; i < n; ++i) {
+        std::string slot = slot_name("input_data", i);
+        all[i] = lines(inputs.at(slot), slot);
+    }
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return all[x].size() < all[y].size(); });
+
+    // seen: how many parties, in processing order, hold the item so far (a duplicate counts once).
+    StringTable<uint8_t> table(all[order[0]].size());
+    for (std::string_view item : all[order[0]]) {
+        bool added = false;
+        table.insert(item, added).value = 1;
+    }
+    for (size_t round = 1; round < n; ++round)
+        for (std::string_view item : all[order[round]]) {
+            auto* e = table.find(item);
+            if (e && e->value == round) e->value = static_cast<uint8_t>(round + 1);
+        }
+    size_t common = 0;
+    for (const auto& e : table.slots()) common += e.key.data() && e.value == n;
+
+    if (membership) {
+        for (size_t i = 0; i < n; ++i) {
+            Bytes bits(all[i].size());
+            for (size_t l = 0; l < all[i].size(); ++l) {
+                auto* e = table.find(all[i][l]);
+                bits[l] = e && e->value == n ? '1' : '0';
+            }
+            outputs[slot_name("output_data", i)] = std::move(bits);
+        }
+    } else {
+        std::vector<std::string_view> items;
+        items.reserve(common);
+        size_t bytes = 0;
+        for (const auto& e : table.slots())
+            if (e.key.data() && e.value == n) items.push_back(e.key), bytes += e.key.size() + 1;
+        std::sort(items.begin(), items.end());
+        Bytes out;
+        out.reserve(bytes);
+        for (std::string_view item : items) {
+            append(out, item);
+            out.push_back('\n');
+        }
+        for (size_t i = 0; i + 1 < n; ++i) outputs[slot_name("output_data", i)] = out;
+        outputs[slot_name("output_data", n - 1)] = std::move(out);
+    }
+    return text_bytes(std::to_string(common) + " common items");
+}
+
+}  // namespace
+
+const Function& ordered_set_join() {
+    static const Function fn{
+        "ordered_set_join", 1,
+        "Joins two CSV files sorted by their key columns: one output row per key both hold.",
+        {{"left_column", ArgType::Int, std::nullopt, 0.0, 1023.0, {}, "the key column of input_data1, from 0"},
+         {"right_column", ArgType::Int, std::nullopt, 0.0, 1023.0, {}, "the key column of input_data2, from 0"},
+         {"ascending", ArgType::Bool, msgpack::Value::boolean(true), std::nullopt, std::nullopt, {},
+          "true: both inputs sorted by key ascending; false: descending"},
+         {"drop", ArgType::Bool, msgpack::Value::boolean(true), std::nullopt, std::nullopt, {},
+          "true: leave input_data2's key column out of the joined rows"}},
+        {{"input_data1", false, "CSV rows, strictly sorted by the key column left_column"},
+         {"input_data2", false, "CSV rows, strictly sorted by the key column right_column"}},
+        {{"output_result", false, "the joined rows: input_data1's row, then input_data2's (comma-separated)"}},
+        run_ordered_set_join};
+    return fn;
+}
+
+const Function& private_join_and_compute() {
+    static const Function fn{
+        "private_join_and_compute", 1,
+        "Sums, per id, the amounts of the ids that every party holds; every party receives the sums.",
+        {{"num_user", ArgType::Int, std::nullopt, 2.0, static_cast<double>(kMaxParties), {},
+          "the number of parties: input_data0 .. and output_data0 .. up to num_user - 1"}},
+        party_slots("input_data", "`id : amount` lines, integer amounts"),
+        party_slots("output_data", "`id : sum` lines, the ids every input holds, sorted by id"),
+        run_private_join_and_compute};
+    return fn;
+}
+
+const Function& private_set_intersection() {
+    static const Function fn{
+        "private_set_intersection", 1,
+        "Intersects the item sets of 2 to 16 parties (unsorted lines); each party learns the intersection or its "
+        "own membership bits.",
+        {{"mode", ArgType::String, msgpack::Value::str("intersection"), std::nullopt, std::nullopt,
+          {"intersection", "membership"},
+          "intersection: every output lists the common items; membership: one 0/1 per line of its own input"}},
+        party_slots("input_data", "one item per line, any order, duplicates allowed"),
+        party_slots("output_data", "the common items sorted, one per line; or one 0/1 per line of its party's input"),
+        run_private_set_intersection};
+    return fn;
+}
+
+namespace {
+const Registration registered_ordered_set_join(ordered_set_join());
+const Registration registered_private_join_and_compute(private_join_and_compute(), check_join_and_compute_slots);
+const Registration registered_private_set_intersection(private_set_intersection(), check_set_intersection_slots);
+}  // namespace
+
+}  // namespace mesatee::functions
