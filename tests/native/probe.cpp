@@ -7,6 +7,7 @@
 
 #include "crypto.hpp"
 #include "files.hpp"
+#include "functions/registry.hpp"
 #include "hpke.hpp"
 #include "manifest.hpp"
 #include "msgpack.hpp"
@@ -47,9 +48,27 @@ uint64_t now_ns() {
                                      .count());
 }
 
+// A built-in function alone on plaintext inputs (no task protocol): `function`, `arguments`, `inputs`.
+Value bench_function(const msgpack::Map& in, uint64_t n) {
+    const functions::Function& fn =
+        functions::find(msgpack::require(in, "function", "probe").as_str("function"), 1);
+    functions::Arguments args =
+        functions::validate_arguments(fn, msgpack::require(in, "arguments", "probe").as_map("arguments"));
+    functions::Inputs inputs;
+    for (const auto& [slot, data] : msgpack::require(in, "inputs", "probe").as_map("inputs"))
+        inputs[slot] = data.as_bin("input");
+    uint64_t start = now_ns();
+    for (uint64_t i = 0; i < n; ++i) {
+        functions::Outputs outputs;
+        fn.run(args, inputs, outputs);
+    }
+    return Value::unsigned_integer(now_ns() - start);
+}
+
 Value bench(const msgpack::Map& in) {
     const std::string& what = msgpack::require(in, "what", "probe").as_str("what");
     uint64_t n = msgpack::require(in, "iterations", "probe").as_uint("iterations");
+    if (what == "function") return bench_function(in, n);
     const Bytes& data = bin(in, "data");
     SecretBytes sk = hpke::derive_private_key(literal("bench recipient"));
     Bytes pk = hpke::public_key_of(sk.view());

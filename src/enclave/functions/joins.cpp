@@ -20,59 +20,24 @@ constexpr int64_t kMaxParties = 16;
 
 // ------------------------------------------------------------------ hashing
 
-// Open addressing with linear probing, at most half full: sized once for `max_keys`.
-// The hash is keyed with fresh random bytes per table so that hostile inputs cannot
-// aim their lines at one bucket; no result depends on the key (outputs are sorted
-// or follow the input's order).
-template <class V>
-class StringTable {
+// The items of one party indexed by hashing: open addressing with linear probing, at
+// most half full, sized once for the number of items. A slot holds 32 bits of the hash
+// and the item's index (the items stay in the input buffer), so the table is 8 bytes a
+// slot and probing rarely touches the items themselves. The hash is keyed with fresh
+// random bytes per table so that hostile inputs cannot aim their lines at one bucket;
+// no result depends on the key (outputs are sorted or follow the input's order).
+class ItemIndex {
 public:
-    struct Entry {
-        std::string_view key;  // data() == nullptr: an empty slot
-        uint64_t hash = 0;
-        V value{};
-    };
+    static constexpr uint32_t kNone = UINT32_MAX;
 
-    explicit StringTable(size_t max_keys) {
+    explicit ItemIndex(const std::vector<std::string_view>& items) : items_(items) {
+        if (items.size() >= kNone) fail(MESATEE_ERROR_FUNCTION_FAILED, "an input holds more than 2^32 - 2 lines");
         size_t n = 16;
-        while (n < 2 * max_keys) n <<= 1;
-        slots_.resize(n);
+        while (n < 2 * items.size()) n <<= 1;
+        slots_.assign(n, 0);
         mask_ = n - 1;
         random_bytes(reinterpret_cast<uint8_t*>(seed_), sizeof seed_);
     }
-
-    Entry* find(std::string_view key) {
-        uint64_t h = hash(key);
-        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-            Entry& e = slots_[i];
-            if (!e.key.data()) return nullptr;
-            if (e.hash == h && e.key == key) return &e;
-        }
-    }
-
-    // The entry for key; a new one (value V{}) when absent, and then `added` is set.
-    Entry& insert(std::string_view key, bool& added) {
-        uint64_t h = hash(key);
-        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-            Entry& e = slots_[i];
-            if (!e.key.data()) {
-                if (++size_ > slots_.size() / 2) fail(MESATEE_ERROR_INTERNAL, "hash table sized too small");
-                e.key = key;
-                e.hash = h;
-                added = true;
-                return e;
-            }
-            if (e.hash == h && e.key == key) {
-                added = false;
-                return e;
-            }
-        }
-    }
-
-    const std::vector<Entry>& slots() const { return slots_; }
-
-private:
-    static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
     uint64_t hash(std::string_view s) const {
         constexpr uint64_t k1 = 0x9e3779b97f4a7c15ull, k2 = 0xbf58476d1ce4e5b9ull;
@@ -104,14 +69,100 @@ private:
         return h ^ (h >> 31);
     }
 
-    std::vector<Entry> slots_;
-    size_t mask_ = 0, size_ = 0;
+    void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
+
+    // The index of the item equal to items[i] already held, else i (now held).
+    uint32_t insert(uint32_t i, uint64_t h) {
+        uint64_t tag = h >> 32;
+        for (size_t s = h & mask_;; s = (s + 1) & mask_) {
+            uint64_t slot = slots_[s];
+            if (slot == 0) {
+                slots_[s] = tag << 32 | (uint64_t{i} + 1);
+                return i;
+            }
+            uint32_t j = static_cast<uint32_t>(slot) - 1;
+            if (slot >> 32 == tag && items_[j] == items_[i]) return j;
+        }
+    }
+
+    // The index of the held item equal to key, else kNone.
+    uint32_t find(std::string_view key, uint64_t h) const {
+        uint64_t tag = h >> 32;
+        for (size_t s = h & mask_;; s = (s + 1) & mask_) {
+            uint64_t slot = slots_[s];
+            if (slot == 0) return kNone;
+            uint32_t j = static_cast<uint32_t>(slot) - 1;
+            if (slot >> 32 == tag && items_[j] == key) return j;
+        }
+    }
+
+private:
+    static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+    const std::vector<std::string_view>& items_;
+    std::vector<uint64_t> slots_;
+    size_t mask_ = 0;
     uint64_t seed_[2] = {0, 0};
 };
+
+// Calls f(i, hash of keys[i]) for each key in order, hashing and prefetching a few keys ahead.
+template <class F>
+void for_each_hashed(const ItemIndex& index, const std::vector<std::string_view>& keys, F f) {
+    constexpr size_t kAhead = 16;
+    uint64_t ring[kAhead];
+    size_t n = keys.size();
+    for (size_t i = 0; i < n && i < kAhead; ++i) index.prefetch(ring[i] = index.hash(keys[i]));
+    for (size_t i = 0; i < n; ++i) {
+        uint64_t h = ring[i % kAhead];
+        if (i + kAhead < n) index.prefetch(ring[i % kAhead] = index.hash(keys[i + kAhead]));
+        f(i, h);
+    }
+}
+
+// The lines l with seen[l] == n, sorted by their text (unsigned byte order): by the first
+// 8 bytes first, so that few comparisons touch the text.
+std::vector<uint32_t> sorted_lines(const std::vector<std::string_view>& items, const std::vector<uint8_t>& seen,
+                                   size_t n) {
+    std::vector<std::pair<uint64_t, uint32_t>> keyed;
+    for (size_t l = 0; l < items.size(); ++l) {
+        if (seen[l] != n) continue;
+        uint8_t b[8] = {0};
+        std::memcpy(b, items[l].data(), std::min<size_t>(8, items[l].size()));
+        uint64_t prefix = 0;
+        for (uint8_t x : b) prefix = prefix << 8 | x;
+        keyed.emplace_back(prefix, static_cast<uint32_t>(l));
+    }
+    std::sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
+        return x.first != y.first ? x.first < y.first : items[x.second] < items[y.second];
+    });
+    std::vector<uint32_t> out(keyed.size());
+    for (size_t i = 0; i < keyed.size(); ++i) out[i] = keyed[i].second;
+    return out;
+}
 
 Bytes text_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
 
 void append(Bytes& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
+
+// Writes into a buffer sized once for at most `capacity` bytes.
+class Writer {
+public:
+    explicit Writer(size_t capacity) : out_(capacity), at_(reinterpret_cast<char*>(out_.data())) {}
+    void put(std::string_view s) {
+        std::memcpy(at_, s.data(), s.size());
+        at_ += s.size();
+    }
+    void put(char c) { *at_++ = c; }
+    void put(int64_t v) { at_ = std::to_chars(at_, at_ + 20, v).ptr; }  // 20 characters hold any int64
+    Bytes finish() {
+        out_.resize(static_cast<size_t>(at_ - reinterpret_cast<char*>(out_.data())));
+        return std::move(out_);
+    }
+
+private:
+    Bytes out_;
+    char* at_;
+};
 
 // The slots of a function with one input and one output per party: exactly
 // <input>0 .. <input>{n-1} and <output>0 .. <output>{n-1}.
@@ -206,24 +257,25 @@ Bytes run_ordered_set_join(const Arguments& args, const Inputs& inputs, Outputs&
 
 // ------------------------------------------------------------------ private_join_and_compute
 
-struct Sum {
-    int64_t total = 0;
-    uint8_t seen = 0;  // how many parties, in processing order, hold the id so far
-};
-
 // One `id : amount` line: the trimmed id (not empty) and a 64-bit integer amount.
-std::pair<std::string_view, int64_t> parse_amount_line(std::string_view line, const std::string& slot, size_t number) {
-    std::vector<std::string_view> f = split(line, ':');
-    if (f.size() != 2) bad_line(slot, number, "expected `id : amount`, found " + std::to_string(f.size()) + " fields");
-    if (f[0].empty()) bad_line(slot, number, "the id is empty");
-    std::string_view a = f[1];
+void parse_amount_line(std::string_view line, const std::string& slot, size_t number, std::string_view& id,
+                       int64_t& amount) {
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || line.find(':', colon + 1) != std::string_view::npos)
+        bad_line(slot, number, "expected `id : amount`, one colon");
+    auto trim = [](std::string_view f) {
+        while (!f.empty() && (f.front() == ' ' || f.front() == '\t')) f.remove_prefix(1);
+        while (!f.empty() && (f.back() == ' ' || f.back() == '\t')) f.remove_suffix(1);
+        return f;
+    };
+    id = trim(line.substr(0, colon));
+    std::string_view a = trim(line.substr(colon + 1));
+    if (id.empty()) bad_line(slot, number, "the id is empty");
     if (!a.empty() && a.front() == '+') a.remove_prefix(1);
-    int64_t amount = 0;
     auto [ptr, ec] = std::from_chars(a.data(), a.data() + a.size(), amount);
     if (a.empty() || ptr != a.data() + a.size() || (ec != std::errc() && ec != std::errc::result_out_of_range))
         bad_line(slot, number, "the amount is not an integer");
     if (ec == std::errc::result_out_of_range) bad_line(slot, number, "the amount is outside the 64-bit range");
-    return {f[0], amount};
 }
 
 void add_checked(int64_t& total, int64_t amount) {
@@ -241,46 +293,51 @@ void check_join_and_compute_slots(const Arguments& args, const std::vector<std::
 
 Bytes run_private_join_and_compute(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
     auto n = static_cast<size_t>(args.integer("num_user"));
-    std::vector<std::vector<std::string_view>> all(n);
+    // Every input parsed first (a defect anywhere refuses the task), ids as views into the input.
+    std::vector<std::vector<std::string_view>> ids(n);
+    std::vector<std::vector<int64_t>> amounts(n);
     for (size_t i = 0; i < n; ++i) {
         std::string slot = slot_name("input_data", i);
-        all[i] = lines(inputs.at(slot), slot);
+        std::vector<std::string_view> all = lines(inputs.at(slot), slot);
+        ids[i].resize(all.size());
+        amounts[i].resize(all.size());
+        for (size_t l = 0; l < all.size(); ++l) parse_amount_line(all[l], slot, l + 1, ids[i][l], amounts[i][l]);
     }
-    // The smallest input first: the table holds only its ids.
+    // The smallest input first: the index holds only its ids.
     std::vector<size_t> order(n);
     for (size_t i = 0; i < n; ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return all[x].size() < all[y].size(); });
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return ids[x].size() < ids[y].size(); });
 
-    StringTable<Sum> table(all[order[0]].size());
-    for (size_t round = 0; round < n; ++round) {
+    const std::vector<std::string_view>& base = ids[order[0]];
+    ItemIndex index(base);
+    // Per base line (the first line of each id): the sum, and how many parties (in order) hold the id so far.
+    std::vector<int64_t> sum(base.size(), 0);
+    std::vector<uint8_t> seen(base.size(), 0);
+    for_each_hashed(index, base, [&](size_t l, uint64_t h) {
+        uint32_t first = index.insert(static_cast<uint32_t>(l), h);
+        seen[first] = 1;
+        add_checked(sum[first], amounts[order[0]][l]);  // an id on several lines: its amounts add up
+    });
+    for (size_t round = 1; round < n; ++round) {
         size_t party = order[round];
-        std::string slot = slot_name("input_data", party);
-        for (size_t l = 0; l < all[party].size(); ++l) {
-            auto [id, amount] = parse_amount_line(all[party][l], slot, l + 1);
-            if (round == 0) {
-                bool added = false;
-                auto& e = table.insert(id, added);
-                e.value.seen = 1;
-                add_checked(e.value.total, amount);  // an id on several lines: its amounts add up
-                continue;
-            }
-            auto* e = table.find(id);
-            if (!e || e->value.seen < round) continue;  // not held by every party so far
-            e->value.seen = static_cast<uint8_t>(round + 1);
-            add_checked(e->value.total, amount);
-        }
+        for_each_hashed(index, ids[party], [&](size_t l, uint64_t h) {
+            uint32_t j = index.find(ids[party][l], h);
+            if (j == ItemIndex::kNone || seen[j] < round) return;  // not held by every party so far
+            seen[j] = static_cast<uint8_t>(round + 1);
+            add_checked(sum[j], amounts[party][l]);
+        });
     }
-    std::vector<const StringTable<Sum>::Entry*> common;
-    for (const auto& e : table.slots())
-        if (e.key.data() && e.value.seen == n) common.push_back(&e);
-    std::sort(common.begin(), common.end(), [](auto* x, auto* y) { return x->key < y->key; });
-    Bytes out;
-    for (const auto* e : common) {
-        append(out, e->key);
-        append(out, " : ");
-        append(out, std::to_string(e->value.total));
-        out.push_back('\n');
+    std::vector<uint32_t> common = sorted_lines(base, seen, n);  // the first line of each common id
+    size_t bytes = 0;
+    for (uint32_t l : common) bytes += base[l].size() + 24;
+    Writer writer(bytes);
+    for (uint32_t l : common) {
+        writer.put(base[l]);
+        writer.put(" : ");
+        writer.put(sum[l]);
+        writer.put('\n');
     }
+    Bytes out = writer.finish();
     for (size_t i = 0; i + 1 < n; ++i) outputs[slot_name("output_data", i)] = out;
     outputs[slot_name("output_data", n - 1)] = std::move(out);
     return text_bytes(std::to_string(n) + " users join the task in total.");
@@ -315,42 +372,38 @@ Bytes run_private_set_intersection(const Arguments& args, const Inputs& inputs, 
     for (size_t i = 0; i < n; ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return all[x].size() < all[y].size(); });
 
-    // seen: how many parties, in processing order, hold the item so far (a duplicate counts once).
-    StringTable<uint8_t> table(all[order[0]].size());
-    for (std::string_view item : all[order[0]]) {
-        bool added = false;
-        table.insert(item, added).value = 1;
-    }
+    // Per base line (the first line of each item): how many parties, in order, hold it so far
+    // (0 on a repeated line); a duplicate within one input counts once.
+    const std::vector<std::string_view>& base = all[order[0]];
+    ItemIndex index(base);
+    std::vector<uint8_t> seen(base.size(), 0);
+    for_each_hashed(index, base, [&](size_t l, uint64_t h) { seen[index.insert(static_cast<uint32_t>(l), h)] = 1; });
     for (size_t round = 1; round < n; ++round)
-        for (std::string_view item : all[order[round]]) {
-            auto* e = table.find(item);
-            if (e && e->value == round) e->value = static_cast<uint8_t>(round + 1);
-        }
-    size_t common = 0;
-    for (const auto& e : table.slots()) common += e.key.data() && e.value == n;
+        for_each_hashed(index, all[order[round]], [&](size_t l, uint64_t h) {
+            uint32_t j = index.find(all[order[round]][l], h);
+            if (j != ItemIndex::kNone && seen[j] == round) seen[j] = static_cast<uint8_t>(round + 1);
+        });
+    size_t common = static_cast<size_t>(std::count(seen.begin(), seen.end(), static_cast<uint8_t>(n)));
 
     if (membership) {
         for (size_t i = 0; i < n; ++i) {
             Bytes bits(all[i].size());
-            for (size_t l = 0; l < all[i].size(); ++l) {
-                auto* e = table.find(all[i][l]);
-                bits[l] = e && e->value == n ? '1' : '0';
-            }
+            for_each_hashed(index, all[i], [&](size_t l, uint64_t h) {
+                uint32_t j = index.find(all[i][l], h);
+                bits[l] = j != ItemIndex::kNone && seen[j] == n ? '1' : '0';
+            });
             outputs[slot_name("output_data", i)] = std::move(bits);
         }
     } else {
-        std::vector<std::string_view> items;
-        items.reserve(common);
+        std::vector<uint32_t> items = sorted_lines(base, seen, n);  // the first line of each common item
         size_t bytes = 0;
-        for (const auto& e : table.slots())
-            if (e.key.data() && e.value == n) items.push_back(e.key), bytes += e.key.size() + 1;
-        std::sort(items.begin(), items.end());
-        Bytes out;
-        out.reserve(bytes);
-        for (std::string_view item : items) {
-            append(out, item);
-            out.push_back('\n');
+        for (uint32_t l : items) bytes += base[l].size() + 1;
+        Writer writer(bytes);
+        for (uint32_t l : items) {
+            writer.put(base[l]);
+            writer.put('\n');
         }
+        Bytes out = writer.finish();
         for (size_t i = 0; i + 1 < n; ++i) outputs[slot_name("output_data", i)] = out;
         outputs[slot_name("output_data", n - 1)] = std::move(out);
     }
