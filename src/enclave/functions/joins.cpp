@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "common/openssl.hpp"
 #include "functions/registry.hpp"
@@ -20,26 +21,14 @@ constexpr int64_t kMaxParties = 16;
 
 // ------------------------------------------------------------------ hashing
 
-// The items of one party indexed by hashing: open addressing with linear probing, at
-// most half full, sized once for the number of items. A slot holds 32 bits of the hash
-// and the item's index (the items stay in the input buffer), so the table is 8 bytes a
-// slot and probing rarely touches the items themselves. The hash is keyed with fresh
-// random bytes per table so that hostile inputs cannot aim their lines at one bucket;
-// no result depends on the key (outputs are sorted or follow the input's order).
-class ItemIndex {
+// A 64-bit hash of byte strings keyed with fresh random bytes, so that hostile inputs cannot
+// aim their lines at one bucket; no result depends on the key (outputs are sorted or follow
+// the input's order).
+class Hasher {
 public:
-    static constexpr uint32_t kNone = UINT32_MAX;
+    Hasher() { random_bytes(reinterpret_cast<uint8_t*>(seed_), sizeof seed_); }
 
-    explicit ItemIndex(const std::vector<std::string_view>& items) : items_(items) {
-        if (items.size() >= kNone) fail(MESATEE_ERROR_FUNCTION_FAILED, "an input holds more than 2^32 - 2 lines");
-        size_t n = 16;
-        while (n < 2 * items.size()) n <<= 1;
-        slots_.assign(n, 0);
-        mask_ = n - 1;
-        random_bytes(reinterpret_cast<uint8_t*>(seed_), sizeof seed_);
-    }
-
-    uint64_t hash(std::string_view s) const {
+    uint64_t operator()(std::string_view s) const {
         constexpr uint64_t k1 = 0x9e3779b97f4a7c15ull, k2 = 0xbf58476d1ce4e5b9ull;
         const char* p = s.data();
         size_t n = s.size();
@@ -69,6 +58,30 @@ public:
         return h ^ (h >> 31);
     }
 
+private:
+    static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+    uint64_t seed_[2] = {0, 0};
+};
+
+// The items of one party indexed by hashing: open addressing with linear probing, at
+// most half full, sized once for the number of items. A slot holds 32 bits of the hash
+// and the item's index (the items stay in the input buffer), so the table is 8 bytes a
+// slot and probing rarely touches the items themselves.
+class ItemIndex {
+public:
+    static constexpr uint32_t kNone = UINT32_MAX;
+
+    explicit ItemIndex(const std::vector<std::string_view>& items) : items_(items) {
+        if (items.size() >= kNone) fail(MESATEE_ERROR_FUNCTION_FAILED, "an input holds more than 2^32 - 2 lines");
+        size_t n = 16;
+        while (n < 2 * items.size()) n <<= 1;
+        slots_.assign(n, 0);
+        mask_ = n - 1;
+    }
+
+    uint64_t hash(std::string_view s) const { return hash_(s); }
+
     void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
 
     // The index of the item equal to items[i] already held, else i (now held).
@@ -97,12 +110,10 @@ public:
     }
 
 private:
-    static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
     const std::vector<std::string_view>& items_;
+    Hasher hash_;
     std::vector<uint64_t> slots_;
     size_t mask_ = 0;
-    uint64_t seed_[2] = {0, 0};
 };
 
 // Calls f(i, hash of keys[i]) for each key in order, hashing and prefetching a few keys ahead.
@@ -116,6 +127,80 @@ void for_each_hashed(const ItemIndex& index, const std::vector<std::string_view>
         uint64_t h = ring[i % kAhead];
         if (i + kAhead < n) index.prefetch(ring[i % kAhead] = index.hash(keys[i + kAhead]));
         f(i, h);
+    }
+}
+
+// The distinct lines of one input (private_set_intersection's smallest), each with a
+// count of the parties that hold it so far, all in one 8-byte slot:
+//     16 bits of the hash | the count (8 bits) | the line's offset in the input + 1 (40 bits).
+// A line holds no '\n' or '\r' (lines() refuses control characters), so a key equals the
+// line at an offset when the bytes match and the line ends right after them: probing
+// touches the slot (prefetched) and, on a matching tag, the line's text (prefetched too).
+class LineIndex {
+public:
+    static constexpr uint64_t kOffsetBits = 40, kOffsetMask = (uint64_t{1} << kOffsetBits) - 1;
+
+    LineIndex(std::string_view text, size_t lines) : text_(text) {
+        if (text.size() >= kOffsetMask) fail(MESATEE_ERROR_FUNCTION_FAILED, "the smallest input exceeds 1 TiB");
+        size_t n = 16;
+        while (n < 2 * lines) n <<= 1;
+        slots_.assign(n, 0);
+        mask_ = n - 1;
+    }
+
+    static unsigned count(uint64_t slot) { return static_cast<unsigned>(slot >> kOffsetBits) & 0xff; }
+    void prefetch_slot(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
+    void prefetch_text(uint64_t h) const {
+        uint64_t slot = slots_[h & mask_];
+        if (slot) __builtin_prefetch(text_.data() + (slot & kOffsetMask) - 1);
+    }
+
+    // The slot holding key, else an empty slot where it goes (when inserting).
+    uint64_t* probe(std::string_view key, uint64_t h) {
+        uint64_t tag = h >> 48;
+        for (size_t s = h & mask_;; s = (s + 1) & mask_) {
+            uint64_t& slot = slots_[s];
+            if (slot == 0 || (slot >> 48 == tag && equal(slot, key))) return &slot;
+        }
+    }
+    void set(uint64_t* slot, std::string_view key, uint64_t h, unsigned count) {
+        uint64_t offset = static_cast<uint64_t>(key.data() - text_.data()) + 1;
+        *slot = (h >> 48) << 48 | uint64_t{count} << kOffsetBits | offset;
+    }
+    static void set_count(uint64_t* slot, unsigned count) {
+        *slot = (*slot & ~(uint64_t{0xff} << kOffsetBits)) | uint64_t{count} << kOffsetBits;
+    }
+    const std::vector<uint64_t>& slots() const { return slots_; }
+    uint64_t hash(std::string_view s) const { return hash_(s); }
+
+private:
+    bool equal(uint64_t slot, std::string_view key) const {
+        size_t at = (slot & kOffsetMask) - 1;
+        if (text_.size() - at < key.size() || std::memcmp(text_.data() + at, key.data(), key.size()) != 0)
+            return false;
+        size_t end = at + key.size();
+        return end == text_.size() || text_[end] == '\n' || text_[end] == '\r';
+    }
+
+    std::string_view text_;
+    Hasher hash_;
+    std::vector<uint64_t> slots_;
+    size_t mask_ = 0;
+};
+
+// Calls f(i, hash of keys[i]) for each key in order; the slot is prefetched 16 keys ahead
+// and the text it points to 8 keys ahead.
+template <class F>
+void for_each_line(const LineIndex& index, const std::vector<std::string_view>& keys, F f) {
+    constexpr size_t kAhead = 16, kText = 8;
+    uint64_t ring[kAhead];
+    size_t n = keys.size();
+    for (size_t i = 0; i < n && i < kAhead; ++i) index.prefetch_slot(ring[i] = index.hash(keys[i]));
+    for (size_t i = 0; i < n; ++i) {
+        uint64_t h = ring[i % kAhead];
+        if (i + kText < n) index.prefetch_text(ring[(i + kText) % kAhead]);
+        f(i, h);
+        if (i + kAhead < n) index.prefetch_slot(ring[i % kAhead] = index.hash(keys[i + kAhead]));
     }
 }
 
@@ -138,6 +223,39 @@ std::vector<uint32_t> sorted_lines(const std::vector<std::string_view>& items, c
     std::vector<uint32_t> out(keyed.size());
     for (size_t i = 0; i < keyed.size(); ++i) out[i] = keyed[i].second;
     return out;
+}
+
+// Sorts byte strings (unsigned byte order): a radix sort on their first 8 bytes (4 passes of
+// 16 bits), then the rare runs sharing those 8 bytes by comparison.
+void sort_strings(std::vector<std::string_view>& items) {
+    struct Keyed {
+        uint64_t prefix;
+        std::string_view s;
+    };
+    std::vector<Keyed> a(items.size()), b(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+        uint8_t bytes[8] = {0};
+        std::memcpy(bytes, items[i].data(), std::min<size_t>(8, items[i].size()));
+        uint64_t prefix = 0;
+        for (uint8_t x : bytes) prefix = prefix << 8 | x;
+        a[i] = {prefix, items[i]};
+    }
+    std::vector<size_t> count(1 << 16);
+    for (int shift = 0; shift < 64; shift += 16) {
+        std::fill(count.begin(), count.end(), 0);
+        for (const Keyed& k : a) ++count[(k.prefix >> shift) & 0xffff];
+        size_t sum = 0;
+        for (size_t& c : count) sum += std::exchange(c, sum);
+        for (const Keyed& k : a) b[count[(k.prefix >> shift) & 0xffff]++] = k;
+        a.swap(b);
+    }
+    for (size_t i = 0; i < a.size();) {
+        size_t j = i + 1;
+        while (j < a.size() && a[j].prefix == a[i].prefix) ++j;
+        if (j - i > 1) std::sort(a.begin() + i, a.begin() + j, [](const Keyed& x, const Keyed& y) { return x.s < y.s; });
+        i = j;
+    }
+    for (size_t i = 0; i < items.size(); ++i) items[i] = a[i].s;
 }
 
 Bytes text_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
@@ -372,42 +490,51 @@ Bytes run_private_set_intersection(const Arguments& args, const Inputs& inputs, 
     for (size_t i = 0; i < n; ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return all[x].size() < all[y].size(); });
 
-    // Per base line (the first line of each item): how many parties, in order, hold it so far
-    // (0 on a repeated line); a duplicate within one input counts once.
-    const std::vector<std::string_view>& base = all[order[0]];
-    ItemIndex index(base);
-    std::vector<uint8_t> seen(base.size(), 0);
-    for_each_hashed(index, base, [&](size_t l, uint64_t h) { seen[index.insert(static_cast<uint32_t>(l), h)] = 1; });
-    for (size_t round = 1; round < n; ++round)
-        for_each_hashed(index, all[order[round]], [&](size_t l, uint64_t h) {
-            uint32_t j = index.find(all[order[round]][l], h);
-            if (j != ItemIndex::kNone && seen[j] == round) seen[j] = static_cast<uint8_t>(round + 1);
+    // Each distinct line of the smallest input, with how many parties (in order) hold it so far;
+    // a line repeated within one input counts once.
+    size_t first = order[0];
+    const Bytes& base_input = inputs.at(slot_name("input_data", first));
+    LineIndex index(std::string_view(reinterpret_cast<const char*>(base_input.data()), base_input.size()),
+                    all[first].size());
+    for_each_line(index, all[first], [&](size_t l, uint64_t h) {
+        uint64_t* slot = index.probe(all[first][l], h);
+        if (!*slot) index.set(slot, all[first][l], h, 1);
+    });
+    std::vector<std::string_view> common;  // each item as the last input processed holds it
+    common.reserve(all[first].size());
+    for (size_t round = 1; round < n; ++round) {
+        const std::vector<std::string_view>& items = all[order[round]];
+        for_each_line(index, items, [&](size_t l, uint64_t h) {
+            uint64_t* slot = index.probe(items[l], h);
+            if (!*slot || LineIndex::count(*slot) != round) return;
+            LineIndex::set_count(slot, static_cast<unsigned>(round + 1));
+            if (round + 1 == n) common.push_back(items[l]);
         });
-    size_t common = static_cast<size_t>(std::count(seen.begin(), seen.end(), static_cast<uint8_t>(n)));
+    }
 
     if (membership) {
         for (size_t i = 0; i < n; ++i) {
             Bytes bits(all[i].size());
-            for_each_hashed(index, all[i], [&](size_t l, uint64_t h) {
-                uint32_t j = index.find(all[i][l], h);
-                bits[l] = j != ItemIndex::kNone && seen[j] == n ? '1' : '0';
+            for_each_line(index, all[i], [&](size_t l, uint64_t h) {
+                uint64_t* slot = index.probe(all[i][l], h);
+                bits[l] = *slot && LineIndex::count(*slot) == n ? '1' : '0';
             });
             outputs[slot_name("output_data", i)] = std::move(bits);
         }
     } else {
-        std::vector<uint32_t> items = sorted_lines(base, seen, n);  // the first line of each common item
+        sort_strings(common);
         size_t bytes = 0;
-        for (uint32_t l : items) bytes += base[l].size() + 1;
+        for (std::string_view item : common) bytes += item.size() + 1;
         Writer writer(bytes);
-        for (uint32_t l : items) {
-            writer.put(base[l]);
+        for (std::string_view item : common) {
+            writer.put(item);
             writer.put('\n');
         }
         Bytes out = writer.finish();
         for (size_t i = 0; i + 1 < n; ++i) outputs[slot_name("output_data", i)] = out;
         outputs[slot_name("output_data", n - 1)] = std::move(out);
     }
-    return text_bytes(std::to_string(common) + " common items");
+    return text_bytes(std::to_string(common.size()) + " common items");
 }
 
 }  // namespace
