@@ -174,15 +174,15 @@ def run(config: harness.Config) -> harness.Report:
         ),
     ]  # fmt: skip
     report.notes.append(
-        f"Set intersection of {size} (32 hex characters, half shared): whole invoke {s['psi'] * 1e3:.0f} ms "
-        f"(hashing), {s['osi'] * 1e3:.0f} ms (sorted merge); the function alone {psi_alone * 1e3:.0f} ms / "
-        f"{osi_alone * 1e3:.0f} ms; Python sets {s['python sets'] * 1e3:.0f} ms. A whole invoke includes "
+        f"Set intersection of {size} (32 hex characters, half shared): whole invoke {s['psi'] * 1e3:.1f} ms "
+        f"(hashing), {s['osi'] * 1e3:.1f} ms (sorted merge); the function alone {psi_alone * 1e3:.1f} ms / "
+        f"{osi_alone * 1e3:.1f} ms; Python sets {s['python sets'] * 1e3:.1f} ms. A whole invoke includes "
         "checking the approvals, opening the grants, checking and decrypting both inputs, encrypting each output "
         "for its owner, sealing the return value and signing the receipt."
     )
     report.notes.append(
-        f"private_join_and_compute, 3 x {lines_per_bank:,} lines: whole invoke {s['pjc'] * 1e3:.0f} ms, "
-        f"the function alone {pjc_alone * 1e3:.0f} ms; Python dicts {s['python dict'] * 1e3:.0f} ms."
+        f"private_join_and_compute, 3 x {lines_per_bank:,} lines: whole invoke {s['pjc'] * 1e3:.1f} ms, "
+        f"the function alone {pjc_alone * 1e3:.1f} ms; Python dicts {s['python dict'] * 1e3:.1f} ms."
     )
     return report
 

@@ -49,6 +49,24 @@ def lines(text: bytes) -> list[str]:
     return text.decode().splitlines()
 
 
+# --------------------------------------------------------------------------- declarations
+
+
+def test_declarations(world) -> None:
+    declared = world[0].functions()
+    assert {"ordered_set_join", "private_join_and_compute", "private_set_intersection", "rsa_sign"} <= set(declared)
+    for name in ("private_join_and_compute", "private_set_intersection"):
+        fn = declared[name]
+        assert [s.name for s in fn.inputs] == [f"input_data{i}" for i in range(16)]
+        assert [s.name for s in fn.outputs] == [f"output_data{i}" for i in range(16)]
+        assert all(s.optional for s in (*fn.inputs, *fn.outputs))
+    num_user = declared["private_join_and_compute"].arguments[0]
+    assert (num_user.name, num_user.required, num_user.min, num_user.max) == ("num_user", True, 2, 16)
+    join = {a.name: a for a in declared["ordered_set_join"].arguments}
+    assert (join["left_column"].min, join["left_column"].max, join["drop"].default) == (0, 1023, True)
+    assert [s.name for s in declared["rsa_sign"].inputs] == ["rsa_key"] and declared["rsa_sign"].outputs == ()
+
+
 # --------------------------------------------------------------------------- ordered_set_join
 
 
@@ -104,6 +122,8 @@ def test_ordered_set_join_empty_result(world, tmp_path: Path) -> None:
     [
         (b"1,a\n3,b\n2,c\n", b"1,x\n", {}, Status.INPUT_INVALID, r"input_data1, line 3: key not in strictly ascending"),
         (b"1,a\n1,b\n", b"1,x\n", {}, Status.INPUT_INVALID, r"input_data1, line 2: key not in strictly ascending"),
+        # keys compare as byte strings: "10" sorts before "9"
+        (b"9,a\n10,b\n", b"1,x\n", {}, Status.INPUT_INVALID, r"input_data1, line 2: key not in strictly ascending"),
         (b"1,a\n", b"2,x\n1,y\n", {}, Status.INPUT_INVALID, r"input_data2, line 2: key not in strictly ascending"),
         (
             b"2,a\n1,b\n",
