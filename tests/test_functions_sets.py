@@ -292,6 +292,22 @@ def test_private_set_intersection_against_python_sets(world, tmp_path: Path, par
         assert outputs[f"output_data{i}"] == "".join("1" if x in common else "0" for x in each).encode()
 
 
+def test_private_set_intersection_sorts_many_items_as_bytes(world, tmp_path: Path) -> None:
+    """Beyond 65,536 common items the sort is a radix sort on 8-byte prefixes, then by comparison within a prefix."""
+    rng = random.Random(11)
+    items = {f"{rng.getrandbits(40):010x}" for _ in range(60_000)}
+    items |= {f"samepref{rng.getrandbits(20)}" for _ in range(8000)}  # runs sharing their first 8 bytes
+    items |= {"é", "z", "a", "ab", "abcdefgh", "abcdefg", "abcdefgh\t", "~", "\t"}  # short, tab, non-ASCII
+    items = sorted(items)
+    a, b = [*items, "only-a"], [*items, "only-b"]
+    rng.shuffle(a)
+    rng.shuffle(b)
+    value, outputs = psi(world, tmp_path, ["\n".join(a).encode(), "\n".join(b).encode()])
+    assert value == f"{len(items)} common items".encode() and len(items) > 65_536
+    expected = b"".join(x + b"\n" for x in sorted(x.encode() for x in items))
+    assert outputs == {"output_data0": expected, "output_data1": expected}
+
+
 def test_private_set_intersection_sixteen_parties_and_empty_result(world, tmp_path: Path) -> None:
     texts = [f"common\nmine{i}\ncommon\n".encode() for i in range(16)]
     value, outputs = psi(world, tmp_path, texts)

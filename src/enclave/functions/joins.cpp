@@ -240,8 +240,10 @@ void sort_strings(std::vector<std::string_view>& items) {
         for (uint8_t x : bytes) prefix = prefix << 8 | x;
         a[i] = {prefix, items[i]};
     }
-    std::vector<size_t> count(1 << 16);
-    for (int shift = 0; shift < 64; shift += 16) {
+    auto by_prefix = [](const Keyed& x, const Keyed& y) { return x.prefix < y.prefix; };
+    std::vector<size_t> count(a.size() < 65536 ? 0 : 1 << 16);  // few items: a comparison sort
+    if (count.empty()) std::sort(a.begin(), a.end(), by_prefix);
+    for (int shift = 0; shift < 64 && !count.empty(); shift += 16) {
         std::fill(count.begin(), count.end(), 0);
         for (const Keyed& k : a) ++count[(k.prefix >> shift) & 0xffff];
         size_t sum = 0;
