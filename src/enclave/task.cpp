@@ -158,7 +158,7 @@ Bytes invoke(const EnclaveState& state, ByteView invocation) {
     std::vector<std::string> input_names, output_names;
     for (const InputSlot& s : m.inputs) input_names.push_back(s.name);
     for (const OutputSlot& s : m.outputs) output_names.push_back(s.name);
-    functions::validate_slots(fn, input_names, output_names);
+    functions::validate_slots(fn, args, input_names, output_names);
 
     only_slots(grants, m.inputs, MESATEE_ERROR_GRANT_INVALID, "a grant");
     only_slots(inputs, m.inputs, MESATEE_ERROR_INPUT_MISMATCH, "a file");

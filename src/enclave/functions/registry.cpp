@@ -15,6 +15,11 @@ std::vector<const Function*>& catalog() {
     return all;
 }
 
+std::map<const Function*, SlotCheck>& slot_checks() {
+    static std::map<const Function*, SlotCheck> checks;
+    return checks;
+}
+
 const char* type_name(ArgType t) {
     switch (t) {
         case ArgType::String: return "string";
@@ -75,7 +80,8 @@ Value check_argument(const Function& fn, const ArgumentDecl& decl, const Value& 
 
 }  // namespace
 
-Registration::Registration(const Function& fn) {
+Registration::Registration(const Function& fn, SlotCheck check) {
+    if (check) slot_checks()[&fn] = check;
     auto& all = catalog();
     auto at = std::lower_bound(all.begin(), all.end(), &fn, [](const Function* a, const Function* b) {
         return a->name != b->name ? a->name < b->name : a->version < b->version;
@@ -118,7 +124,8 @@ Arguments validate_arguments(const Function& fn, const msgpack::Map& given) {
     return args;
 }
 
-void validate_slots(const Function& fn, const std::vector<std::string>& inputs, const std::vector<std::string>& outputs) {
+void validate_slots(const Function& fn, const Arguments& args, const std::vector<std::string>& inputs,
+                    const std::vector<std::string>& outputs) {
     auto compare = [&](const std::vector<SlotDecl>& declared, const std::vector<std::string>& named, const char* kind) {
         for (const std::string& n : named)
             if (std::none_of(declared.begin(), declared.end(), [&](const SlotDecl& d) { return d.name == n; }))
@@ -129,6 +136,8 @@ void validate_slots(const Function& fn, const std::vector<std::string>& inputs, 
     };
     compare(fn.inputs, inputs, "input");
     compare(fn.outputs, outputs, "output");
+    auto check = slot_checks().find(&fn);
+    if (check != slot_checks().end()) check->second(args, inputs, outputs);
 }
 
 Bytes declarations() {

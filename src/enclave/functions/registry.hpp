@@ -60,16 +60,23 @@ struct Function {
 
 const Function& find(const std::string& name, int64_t version);  // FUNCTION_UNKNOWN
 Arguments validate_arguments(const Function& fn, const msgpack::Map& given);  // ARGUMENT_INVALID
-// The declared slots against the manifest's: MANIFEST_INVALID on any difference.
-void validate_slots(const Function& fn, const std::vector<std::string>& inputs, const std::vector<std::string>& outputs);
+// The declared slots against the manifest's: MANIFEST_INVALID on any difference; then the
+// function's own slot check, if it registered one.
+void validate_slots(const Function& fn, const Arguments& args, const std::vector<std::string>& inputs,
+                    const std::vector<std::string>& outputs);
 // Every declaration, canonically encoded, for ecall_functions.
 Bytes declarations();
 
 // Each built-in registers itself beside its implementation:
 //     static const Registration registered(my_function());
 // so that adding a function touches no other file.
+// A function whose slots depend on its arguments (one input per party, say) declares them all
+// optional and registers a check of the manifest's slot names against the validated arguments,
+// run before any input is opened; it refuses with ARGUMENT_INVALID naming the problem.
+using SlotCheck = void (*)(const Arguments&, const std::vector<std::string>& inputs,
+                           const std::vector<std::string>& outputs);
 struct Registration {
-    explicit Registration(const Function& fn);
+    explicit Registration(const Function& fn, SlotCheck check = nullptr);
 };
 
 }  // namespace mesatee::functions

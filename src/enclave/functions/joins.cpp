@@ -1,0 +1,593 @@
+// Joins and intersections over several parties' inputs:
+//   ordered_set_join          Teaclave's join of two key-sorted CSV files;
+//   private_join_and_compute  Teaclave's sum per id over the ids every party holds;
+//   private_set_intersection  any number of parties, unsorted inputs, hashing.
+// Keys are compared as byte strings. Hash tables hold string_views into the
+// decrypted input buffers and are sized once from the input's line count.
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "common/openssl.hpp"
+#include "functions/registry.hpp"
+#include "functions/text.hpp"
+
+namespace mesatee::functions {
+namespace {
+
+constexpr int64_t kMaxParties = 16;
+
+// ------------------------------------------------------------------ hashing
+
+// A 64-bit hash of byte strings keyed with fresh random bytes, so that hostile inputs cannot
+// aim their lines at one bucket; no result depends on the key (outputs are sorted or follow
+// the input's order).
+class Hasher {
+public:
+    Hasher() { random_bytes(reinterpret_cast<uint8_t*>(seed_), sizeof seed_); }
+
+    uint64_t operator()(std::string_view s) const {
+        constexpr uint64_t k1 = 0x9e3779b97f4a7c15ull, k2 = 0xbf58476d1ce4e5b9ull;
+        const char* p = s.data();
+        size_t n = s.size();
+        uint64_t a = seed_[0] ^ (n * k1), b = seed_[1];
+        while (n >= 16) {
+            uint64_t w0, w1;
+            std::memcpy(&w0, p, 8);
+            std::memcpy(&w1, p + 8, 8);
+            a = rotl((a ^ w0) * k1, 31) * k2;
+            b = rotl((b ^ w1) * k2, 29) * k1;
+            p += 16;
+            n -= 16;
+        }
+        if (n >= 8) {
+            uint64_t w;
+            std::memcpy(&w, p, 8);
+            a = rotl((a ^ w) * k1, 31) * k2;
+            p += 8;
+            n -= 8;
+        }
+        uint64_t w = 0;
+        std::memcpy(&w, p, n);
+        b = rotl((b ^ w) * k2, 29) * k1;
+        uint64_t h = a ^ rotl(b, 17);  // the final mix of splitmix64
+        h = (h ^ (h >> 30)) * k2;
+        h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+        return h ^ (h >> 31);
+    }
+
+private:
+    static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+    uint64_t seed_[2] = {0, 0};
+};
+
+// The items of one party indexed by hashing: open addressing with linear probing, at
+// most half full, sized once for the number of items. A slot holds 32 bits of the hash
+// and the item's index (the items stay in the input buffer), so the table is 8 bytes a
+// slot and probing rarely touches the items themselves.
+class ItemIndex {
+public:
+    static constexpr uint32_t kNone = UINT32_MAX;
+
+    explicit ItemIndex(const std::vector<std::string_view>& items) : items_(items) {
+        if (items.size() >= kNone) fail(MESATEE_ERROR_FUNCTION_FAILED, "an input holds more than 2^32 - 2 lines");
+        size_t n = 16;
+        while (n < 2 * items.size()) n <<= 1;
+        slots_.assign(n, 0);
+        mask_ = n - 1;
+    }
+
+    uint64_t hash(std::string_view s) const { return hash_(s); }
+
+    void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
+
+    // The index of the item equal to items[i] already held, else i (now held).
+    uint32_t insert(uint32_t i, uint64_t h) {
+        uint64_t tag = h >> 32;
+        for (size_t s = h & mask_;; s = (s + 1) & mask_) {
+            uint64_t slot = slots_[s];
+            if (slot == 0) {
+                slots_[s] = tag << 32 | (uint64_t{i} + 1);
+                return i;
+            }
+            uint32_t j = static_cast<uint32_t>(slot) - 1;
+            if (slot >> 32 == tag && items_[j] == items_[i]) return j;
+        }
+    }
+
+    // The index of the held item equal to key, else kNone.
+    uint32_t find(std::string_view key, uint64_t h) const {
+        uint64_t tag = h >> 32;
+        for (size_t s = h & mask_;; s = (s + 1) & mask_) {
+            uint64_t slot = slots_[s];
+            if (slot == 0) return kNone;
+            uint32_t j = static_cast<uint32_t>(slot) - 1;
+            if (slot >> 32 == tag && items_[j] == key) return j;
+        }
+    }
+
+private:
+    const std::vector<std::string_view>& items_;
+    Hasher hash_;
+    std::vector<uint64_t> slots_;
+    size_t mask_ = 0;
+};
+
+// Calls f(i, hash of keys[i]) for each key in order, hashing and prefetching a few keys ahead.
+template <class F>
+void for_each_hashed(const ItemIndex& index, const std::vector<std::string_view>& keys, F f) {
+    constexpr size_t kAhead = 16;
+    uint64_t ring[kAhead];
+    size_t n = keys.size();
+    for (size_t i = 0; i < n && i < kAhead; ++i) index.prefetch(ring[i] = index.hash(keys[i]));
+    for (size_t i = 0; i < n; ++i) {
+        uint64_t h = ring[i % kAhead];
+        if (i + kAhead < n) index.prefetch(ring[i % kAhead] = index.hash(keys[i + kAhead]));
+        f(i, h);
+    }
+}
+
+// The distinct lines of one input (private_set_intersection's smallest), each with a
+// count of the parties that hold it so far, all in one 8-byte slot:
+//     16 bits of the hash | the count (8 bits) | the line's offset in the input + 1 (40 bits).
+// A line holds no '\n' or '\r' (lines() refuses control characters), so a key equals the
+// line at an offset when the bytes match and the line ends right after them: probing
+// touches the slot (prefetched) and, on a matching tag, the line's text (prefetched too).
+class LineIndex {
+public:
+    static constexpr uint64_t kOffsetBits = 40, kOffsetMask = (uint64_t{1} << kOffsetBits) - 1;
+
+    LineIndex(std::string_view text, size_t lines) : text_(text) {
+        if (text.size() >= kOffsetMask) fail(MESATEE_ERROR_FUNCTION_FAILED, "the smallest input exceeds 1 TiB");
+        size_t n = 16;
+        while (n < 2 * lines) n <<= 1;
+        slots_.assign(n, 0);
+        mask_ = n - 1;
+    }
+
+    static unsigned count(uint64_t slot) { return static_cast<unsigned>(slot >> kOffsetBits) & 0xff; }
+    void prefetch_slot(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
+    void prefetch_text(uint64_t h) const {
+        uint64_t slot = slots_[h & mask_];
+        if (slot) __builtin_prefetch(text_.data() + (slot & kOffsetMask) - 1);
+    }
+
+    // The slot holding key, else an empty slot where it goes (when inserting).
+    uint64_t* probe(std::string_view key, uint64_t h) {
+        uint64_t tag = h >> 48;
+        for (size_t s = h & mask_;; s = (s + 1) & mask_) {
+            uint64_t& slot = slots_[s];
+            if (slot == 0 || (slot >> 48 == tag && equal(slot, key))) return &slot;
+        }
+    }
+    void set(uint64_t* slot, std::string_view key, uint64_t h, unsigned count) {
+        uint64_t offset = static_cast<uint64_t>(key.data() - text_.data()) + 1;
+        *slot = (h >> 48) << 48 | uint64_t{count} << kOffsetBits | offset;
+    }
+    static void set_count(uint64_t* slot, unsigned count) {
+        *slot = (*slot & ~(uint64_t{0xff} << kOffsetBits)) | uint64_t{count} << kOffsetBits;
+    }
+    const std::vector<uint64_t>& slots() const { return slots_; }
+    uint64_t hash(std::string_view s) const { return hash_(s); }
+
+private:
+    bool equal(uint64_t slot, std::string_view key) const {
+        size_t at = (slot & kOffsetMask) - 1;
+        if (text_.size() - at < key.size() || std::memcmp(text_.data() + at, key.data(), key.size()) != 0)
+            return false;
+        size_t end = at + key.size();
+        return end == text_.size() || text_[end] == '\n' || text_[end] == '\r';
+    }
+
+    std::string_view text_;
+    Hasher hash_;
+    std::vector<uint64_t> slots_;
+    size_t mask_ = 0;
+};
+
+// Calls f(i, hash of keys[i]) for each key in order; the slot is prefetched 16 keys ahead
+// and the text it points to 8 keys ahead.
+template <class F>
+void for_each_line(const LineIndex& index, const std::vector<std::string_view>& keys, F f) {
+    constexpr size_t kAhead = 16, kText = 8;
+    uint64_t ring[kAhead];
+    size_t n = keys.size();
+    for (size_t i = 0; i < n && i < kAhead; ++i) index.prefetch_slot(ring[i] = index.hash(keys[i]));
+    for (size_t i = 0; i < n; ++i) {
+        uint64_t h = ring[i % kAhead];
+        if (i + kText < n) index.prefetch_text(ring[(i + kText) % kAhead]);
+        f(i, h);
+        if (i + kAhead < n) index.prefetch_slot(ring[i % kAhead] = index.hash(keys[i + kAhead]));
+    }
+}
+
+// The lines l with seen[l] == n, sorted by their text (unsigned byte order): by the first
+// 8 bytes first, so that few comparisons touch the text.
+std::vector<uint32_t> sorted_lines(const std::vector<std::string_view>& items, const std::vector<uint8_t>& seen,
+                                   size_t n) {
+    std::vector<std::pair<uint64_t, uint32_t>> keyed;
+    for (size_t l = 0; l < items.size(); ++l) {
+        if (seen[l] != n) continue;
+        uint8_t b[8] = {0};
+        std::memcpy(b, items[l].data(), std::min<size_t>(8, items[l].size()));
+        uint64_t prefix = 0;
+        for (uint8_t x : b) prefix = prefix << 8 | x;
+        keyed.emplace_back(prefix, static_cast<uint32_t>(l));
+    }
+    std::sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
+        return x.first != y.first ? x.first < y.first : items[x.second] < items[y.second];
+    });
+    std::vector<uint32_t> out(keyed.size());
+    for (size_t i = 0; i < keyed.size(); ++i) out[i] = keyed[i].second;
+    return out;
+}
+
+// Sorts byte strings (unsigned byte order): a radix sort on their first 8 bytes (4 passes of
+// 16 bits), then the rare runs sharing those 8 bytes by comparison.
+void sort_strings(std::vector<std::string_view>& items) {
+    struct Keyed {
+        uint64_t prefix;
+        std::string_view s;
+    };
+    std::vector<Keyed> a(items.size()), b(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+        uint8_t bytes[8] = {0};
+        std::memcpy(bytes, items[i].data(), std::min<size_t>(8, items[i].size()));
+        uint64_t prefix = 0;
+        for (uint8_t x : bytes) prefix = prefix << 8 | x;
+        a[i] = {prefix, items[i]};
+    }
+    auto by_prefix = [](const Keyed& x, const Keyed& y) { return x.prefix < y.prefix; };
+    std::vector<size_t> count(a.size() < 65536 ? 0 : 1 << 16);  // few items: a comparison sort
+    if (count.empty()) std::sort(a.begin(), a.end(), by_prefix);
+    for (int shift = 0; shift < 64 && !count.empty(); shift += 16) {
+        std::fill(count.begin(), count.end(), 0);
+        for (const Keyed& k : a) ++count[(k.prefix >> shift) & 0xffff];
+        size_t sum = 0;
+        for (size_t& c : count) sum += std::exchange(c, sum);
+        for (const Keyed& k : a) b[count[(k.prefix >> shift) & 0xffff]++] = k;
+        a.swap(b);
+    }
+    for (size_t i = 0; i < a.size();) {
+        size_t j = i + 1;
+        while (j < a.size() && a[j].prefix == a[i].prefix) ++j;
+        if (j - i > 1) std::sort(a.begin() + i, a.begin() + j, [](const Keyed& x, const Keyed& y) { return x.s < y.s; });
+        i = j;
+    }
+    for (size_t i = 0; i < items.size(); ++i) items[i] = a[i].s;
+}
+
+Bytes text_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+void append(Bytes& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
+
+// Writes into a buffer sized once for at most `capacity` bytes.
+class Writer {
+public:
+    explicit Writer(size_t capacity) : out_(capacity), at_(reinterpret_cast<char*>(out_.data())) {}
+    void put(std::string_view s) {
+        std::memcpy(at_, s.data(), s.size());
+        at_ += s.size();
+    }
+    void put(char c) { *at_++ = c; }
+    void put(int64_t v) { at_ = std::to_chars(at_, at_ + 20, v).ptr; }  // 20 characters hold any int64
+    Bytes finish() {
+        out_.resize(static_cast<size_t>(at_ - reinterpret_cast<char*>(out_.data())));
+        return std::move(out_);
+    }
+
+private:
+    Bytes out_;
+    char* at_;
+};
+
+// The slots of a function with one input and one output per party: exactly
+// <input>0 .. <input>{n-1} and <output>0 .. <output>{n-1}.
+void check_party_slots(const std::string& fn, const std::string& why, size_t n, const std::vector<std::string>& named,
+                       const std::string& prefix) {
+    for (int64_t i = 0; i < kMaxParties; ++i) {
+        std::string slot = prefix + std::to_string(i);
+        bool present = std::find(named.begin(), named.end(), slot) != named.end();
+        if (present && static_cast<size_t>(i) >= n) fail(MESATEE_ERROR_ARGUMENT_INVALID, fn + ": " + why + " but " + slot + " is given");
+        if (!present && static_cast<size_t>(i) < n) fail(MESATEE_ERROR_ARGUMENT_INVALID, fn + ": " + why + " but " + slot + " is missing");
+    }
+}
+
+std::vector<SlotDecl> party_slots(const std::string& prefix, const std::string& doc) {
+    std::vector<SlotDecl> slots;
+    for (int64_t i = 0; i < kMaxParties; ++i) slots.push_back({prefix + std::to_string(i), true, doc});
+    return slots;
+}
+
+std::string slot_name(const char* prefix, size_t i) { return prefix + std::to_string(i); }
+
+// ------------------------------------------------------------------ ordered_set_join
+
+// A CSV file as a table of fields: every row as many fields as the first, the key field not empty.
+struct Table {
+    size_t rows = 0, cols = 0;
+    std::vector<std::string_view> fields;
+    std::string_view at(size_t r, size_t c) const { return fields[r * cols + c]; }
+};
+
+Table parse_table(const Bytes& input, const std::string& slot, size_t key, const char* key_argument, bool ascending) {
+    Table t;
+    std::vector<std::string_view> all = lines(input, slot);
+    for (size_t r = 0; r < all.size(); ++r) {
+        std::vector<std::string_view> fields = split(all[r], ',');
+        if (r == 0) {
+            t.cols = fields.size();
+            if (key >= t.cols)
+                bad_line(slot, 1, "has " + std::to_string(t.cols) + " columns, too few for " + key_argument + " " +
+                                      std::to_string(key));
+            t.fields.reserve(all.size() * t.cols);
+        }
+        if (fields.size() != t.cols)
+            bad_line(slot, r + 1, "has " + std::to_string(fields.size()) + " columns, expected " + std::to_string(t.cols));
+        if (fields[key].empty()) bad_line(slot, r + 1, "the key column is empty");
+        if (r > 0) {
+            std::string_view prev = t.at(r - 1, key);
+            if (!(ascending ? prev < fields[key] : prev > fields[key]))
+                bad_line(slot, r + 1,
+                         std::string("key not in strictly ") + (ascending ? "ascending" : "descending") + " order");
+        }
+        t.fields.insert(t.fields.end(), fields.begin(), fields.end());
+        ++t.rows;
+    }
+    return t;
+}
+
+Bytes run_ordered_set_join(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
+    bool ascending = args.boolean("ascending"), drop = args.boolean("drop");
+    auto left = static_cast<size_t>(args.integer("left_column"));
+    auto right = static_cast<size_t>(args.integer("right_column"));
+    const Bytes& in1 = inputs.at("input_data1");
+    const Bytes& in2 = inputs.at("input_data2");
+    Table a = parse_table(in1, "input_data1", left, "left_column", ascending);
+    Table b = parse_table(in2, "input_data2", right, "right_column", ascending);
+    Bytes out;
+    out.reserve(in1.size() + in2.size() + std::min(a.rows, b.rows));
+    size_t count = 0;
+    for (size_t i = 0, j = 0; i < a.rows && j < b.rows;) {
+        std::string_view ka = a.at(i, left), kb = b.at(j, right);
+        if (ka == kb) {
+            for (size_t c = 0; c < a.cols; ++c) {
+                if (c) out.push_back(',');
+                append(out, a.at(i, c));
+            }
+            for (size_t c = 0; c < b.cols; ++c) {
+                if (drop && c == right) continue;
+                out.push_back(',');
+                append(out, b.at(j, c));
+            }
+            out.push_back('\n');
+            ++count, ++i, ++j;
+        } else if ((ka < kb) == ascending) {
+            ++i;
+        } else {
+            ++j;
+        }
+    }
+    outputs["output_result"] = std::move(out);
+    return text_bytes(std::to_string(count) + " records");
+}
+
+// ------------------------------------------------------------------ private_join_and_compute
+
+// One `id : amount` line: the trimmed id (not empty) and a 64-bit integer amount.
+void parse_amount_line(std::string_view line, const std::string& slot, size_t number, std::string_view& id,
+                       int64_t& amount) {
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || line.find(':', colon + 1) != std::string_view::npos)
+        bad_line(slot, number, "expected `id : amount`, one colon");
+    auto trim = [](std::string_view f) {
+        while (!f.empty() && (f.front() == ' ' || f.front() == '\t')) f.remove_prefix(1);
+        while (!f.empty() && (f.back() == ' ' || f.back() == '\t')) f.remove_suffix(1);
+        return f;
+    };
+    id = trim(line.substr(0, colon));
+    std::string_view a = trim(line.substr(colon + 1));
+    if (id.empty()) bad_line(slot, number, "the id is empty");
+    if (!a.empty() && a.front() == '+') a.remove_prefix(1);
+    auto [ptr, ec] = std::from_chars(a.data(), a.data() + a.size(), amount);
+    if (a.empty() || ptr != a.data() + a.size() || (ec != std::errc() && ec != std::errc::result_out_of_range))
+        bad_line(slot, number, "the amount is not an integer");
+    if (ec == std::errc::result_out_of_range) bad_line(slot, number, "the amount is outside the 64-bit range");
+}
+
+void add_checked(int64_t& total, int64_t amount) {
+    if (__builtin_add_overflow(total, amount, &total))
+        fail(MESATEE_ERROR_FUNCTION_FAILED, "private_join_and_compute: a sum overflows the 64-bit range");
+}
+
+void check_join_and_compute_slots(const Arguments& args, const std::vector<std::string>& inputs,
+                                  const std::vector<std::string>& outputs) {
+    auto n = static_cast<size_t>(args.integer("num_user"));
+    std::string why = "num_user is " + std::to_string(n);
+    check_party_slots("private_join_and_compute", why, n, inputs, "input_data");
+    check_party_slots("private_join_and_compute", why, n, outputs, "output_data");
+}
+
+Bytes run_private_join_and_compute(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
+    auto n = static_cast<size_t>(args.integer("num_user"));
+    // Every input parsed first (a defect anywhere refuses the task), ids as views into the input.
+    std::vector<std::vector<std::string_view>> ids(n);
+    std::vector<std::vector<int64_t>> amounts(n);
+    for (size_t i = 0; i < n; ++i) {
+        std::string slot = slot_name("input_data", i);
+        std::vector<std::string_view> all = lines(inputs.at(slot), slot);
+        ids[i].resize(all.size());
+        amounts[i].resize(all.size());
+        for (size_t l = 0; l < all.size(); ++l) parse_amount_line(all[l], slot, l + 1, ids[i][l], amounts[i][l]);
+    }
+    // The smallest input first: the index holds only its ids.
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return ids[x].size() < ids[y].size(); });
+
+    const std::vector<std::string_view>& base = ids[order[0]];
+    ItemIndex index(base);
+    // Per base line (the first line of each id): the sum, and how many parties (in order) hold the id so far.
+    std::vector<int64_t> sum(base.size(), 0);
+    std::vector<uint8_t> seen(base.size(), 0);
+    for_each_hashed(index, base, [&](size_t l, uint64_t h) {
+        uint32_t first = index.insert(static_cast<uint32_t>(l), h);
+        seen[first] = 1;
+        add_checked(sum[first], amounts[order[0]][l]);  // an id on several lines: its amounts add up
+    });
+    for (size_t round = 1; round < n; ++round) {
+        size_t party = order[round];
+        for_each_hashed(index, ids[party], [&](size_t l, uint64_t h) {
+            uint32_t j = index.find(ids[party][l], h);
+            if (j == ItemIndex::kNone || seen[j] < round) return;  // not held by every party so far
+            seen[j] = static_cast<uint8_t>(round + 1);
+            add_checked(sum[j], amounts[party][l]);
+        });
+    }
+    std::vector<uint32_t> common = sorted_lines(base, seen, n);  // the first line of each common id
+    size_t bytes = 0;
+    for (uint32_t l : common) bytes += base[l].size() + 24;
+    Writer writer(bytes);
+    for (uint32_t l : common) {
+        writer.put(base[l]);
+        writer.put(" : ");
+        writer.put(sum[l]);
+        writer.put('\n');
+    }
+    Bytes out = writer.finish();
+    for (size_t i = 0; i + 1 < n; ++i) outputs[slot_name("output_data", i)] = out;
+    outputs[slot_name("output_data", n - 1)] = std::move(out);
+    return text_bytes(std::to_string(n) + " users join the task in total.");
+}
+
+// ------------------------------------------------------------------ private_set_intersection
+
+size_t count_inputs(const std::vector<std::string>& inputs) {
+    size_t n = 0;
+    for (const std::string& s : inputs) n += s.rfind("input_data", 0) == 0;
+    return n;
+}
+
+void check_set_intersection_slots(const Arguments&, const std::vector<std::string>& inputs,
+                                  const std::vector<std::string>& outputs) {
+    size_t n = count_inputs(inputs);
+    if (n < 2) fail(MESATEE_ERROR_ARGUMENT_INVALID, "private_set_intersection: needs at least 2 inputs");
+    std::string why = std::to_string(n) + " inputs are given";
+    check_party_slots("private_set_intersection", why, n, inputs, "input_data");
+    check_party_slots("private_set_intersection", why, n, outputs, "output_data");
+}
+
+Bytes run_private_set_intersection(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
+    bool membership = args.str("mode") == "membership";
+    size_t n = inputs.size();
+    std::vector<std::vector<std::string_view>> all(n);
+    for (size_t i = 0; i < n; ++i) {
+        std::string slot = slot_name("input_data", i);
+        all[i] = lines(inputs.at(slot), slot);
+    }
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return all[x].size() < all[y].size(); });
+
+    // Each distinct line of the smallest input, with how many parties (in order) hold it so far;
+    // a line repeated within one input counts once.
+    size_t first = order[0];
+    const Bytes& base_input = inputs.at(slot_name("input_data", first));
+    LineIndex index(std::string_view(reinterpret_cast<const char*>(base_input.data()), base_input.size()),
+                    all[first].size());
+    for_each_line(index, all[first], [&](size_t l, uint64_t h) {
+        uint64_t* slot = index.probe(all[first][l], h);
+        if (!*slot) index.set(slot, all[first][l], h, 1);
+    });
+    std::vector<std::string_view> common;  // each item as the last input processed holds it
+    common.reserve(all[first].size());
+    for (size_t round = 1; round < n; ++round) {
+        const std::vector<std::string_view>& items = all[order[round]];
+        for_each_line(index, items, [&](size_t l, uint64_t h) {
+            uint64_t* slot = index.probe(items[l], h);
+            if (!*slot || LineIndex::count(*slot) != round) return;
+            LineIndex::set_count(slot, static_cast<unsigned>(round + 1));
+            if (round + 1 == n) common.push_back(items[l]);
+        });
+    }
+
+    if (membership) {
+        for (size_t i = 0; i < n; ++i) {
+            Bytes bits(all[i].size());
+            for_each_line(index, all[i], [&](size_t l, uint64_t h) {
+                uint64_t* slot = index.probe(all[i][l], h);
+                bits[l] = *slot && LineIndex::count(*slot) == n ? '1' : '0';
+            });
+            outputs[slot_name("output_data", i)] = std::move(bits);
+        }
+    } else {
+        sort_strings(common);
+        size_t bytes = 0;
+        for (std::string_view item : common) bytes += item.size() + 1;
+        Writer writer(bytes);
+        for (std::string_view item : common) {
+            writer.put(item);
+            writer.put('\n');
+        }
+        Bytes out = writer.finish();
+        for (size_t i = 0; i + 1 < n; ++i) outputs[slot_name("output_data", i)] = out;
+        outputs[slot_name("output_data", n - 1)] = std::move(out);
+    }
+    return text_bytes(std::to_string(common.size()) + " common items");
+}
+
+}  // namespace
+
+const Function& ordered_set_join() {
+    static const Function fn{
+        "ordered_set_join", 1,
+        "Joins two CSV files sorted by their key columns: one output row per key both hold.",
+        {{"left_column", ArgType::Int, std::nullopt, 0.0, 1023.0, {}, "the key column of input_data1, from 0"},
+         {"right_column", ArgType::Int, std::nullopt, 0.0, 1023.0, {}, "the key column of input_data2, from 0"},
+         {"ascending", ArgType::Bool, msgpack::Value::boolean(true), std::nullopt, std::nullopt, {},
+          "true: both inputs sorted by key ascending; false: descending"},
+         {"drop", ArgType::Bool, msgpack::Value::boolean(true), std::nullopt, std::nullopt, {},
+          "true: leave input_data2's key column out of the joined rows"}},
+        {{"input_data1", false, "CSV rows, strictly sorted by the key column left_column"},
+         {"input_data2", false, "CSV rows, strictly sorted by the key column right_column"}},
+        {{"output_result", false, "the joined rows: input_data1's row, then input_data2's (comma-separated)"}},
+        run_ordered_set_join};
+    return fn;
+}
+
+const Function& private_join_and_compute() {
+    static const Function fn{
+        "private_join_and_compute", 1,
+        "Sums, per id, the amounts of the ids that every party holds; every party receives the sums.",
+        {{"num_user", ArgType::Int, std::nullopt, 2.0, static_cast<double>(kMaxParties), {},
+          "the number of parties: input_data0 .. and output_data0 .. up to num_user - 1"}},
+        party_slots("input_data", "`id : amount` lines, integer amounts"),
+        party_slots("output_data", "`id : sum` lines, the ids every input holds, sorted by id"),
+        run_private_join_and_compute};
+    return fn;
+}
+
+const Function& private_set_intersection() {
+    static const Function fn{
+        "private_set_intersection", 1,
+        "Intersects the item sets of 2 to 16 parties (unsorted lines); each party learns the intersection or its "
+        "own membership bits.",
+        {{"mode", ArgType::String, msgpack::Value::str("intersection"), std::nullopt, std::nullopt,
+          {"intersection", "membership"},
+          "intersection: every output lists the common items; membership: one 0/1 per line of its own input"}},
+        party_slots("input_data", "one item per line, any order, duplicates allowed"),
+        party_slots("output_data", "the common items sorted, one per line; or one 0/1 per line of its party's input"),
+        run_private_set_intersection};
+    return fn;
+}
+
+namespace {
+const Registration registered_ordered_set_join(ordered_set_join());
+const Registration registered_private_join_and_compute(private_join_and_compute(), check_join_and_compute_slots);
+const Registration registered_private_set_intersection(private_set_intersection(), check_set_intersection_slots);
+}  // namespace
+
+}  // namespace mesatee::functions
