@@ -167,6 +167,8 @@ _MIGRATIONS: tuple[str, ...] = (
         prev_hash    BLOB NOT NULL CHECK (length(prev_hash) = 32),
         hash         BLOB NOT NULL CHECK (length(hash) = 32)
     ) STRICT;
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'append-only'); END;
     """,
 )
 
@@ -182,7 +184,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     if current > SCHEMA_VERSION:
         raise NodeError(f"the node database has schema version {current}; this mesatee knows up to {SCHEMA_VERSION}")
     for version in range(current, SCHEMA_VERSION):
-        for statement in _MIGRATIONS[version].split(";"):
+        for statement in _MIGRATIONS[version].split(";\n"):  # statements end a line; trigger bodies do not
             if statement.strip():
                 conn.execute(statement)
     if row is None:
