@@ -255,6 +255,11 @@ def test_internal_errors_are_audited_without_their_message(verifier: RequestVeri
     assert _last(verifier.db).detail == "internal error (KeyError)"
 
 
+def test_accept_is_not_nested_in_another_transaction(verifier: RequestVerifier, alice: Party) -> None:
+    with pytest.raises(InvalidArgumentError, match="own transaction"), verifier.db.transaction():
+        verifier.verify(sign_request(alice, "task.create", "t", now=NOW))
+
+
 def test_sign_request_takes_a_party() -> None:
     with pytest.raises(InvalidArgumentError):
         sign_request(Ed25519PrivateKey.generate(), "task.create", "t")  # type: ignore[arg-type]

@@ -302,6 +302,8 @@ class RequestVerifier:
         given, is the action this endpoint serves: a request signed for another
         is refused (``reason`` ``action``).
         """
+        if self.db.connection().in_transaction:
+            raise InvalidArgumentError("accept() opens its own transaction: do not call it inside another one")
         at = self._now(now)
         parsed: SignedRequest | None = request if isinstance(request, SignedRequest) else None
         authenticated = False
