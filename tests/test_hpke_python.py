@@ -179,7 +179,7 @@ def test_bad_arguments(recipient: X25519PrivateKey) -> None:
 
 def test_labels_are_one_registry_of_distinct_prefix_free_strings() -> None:
     labels = list(hpke.LABELS.values())
-    assert len(set(labels)) == len(labels) == 5
+    assert len(set(labels)) == len(labels) == 6
     for a, b in itertools.permutations(labels, 2):
         assert not b.startswith(a), (a, b)
     assert hpke.LABELS["grant"] == b"mesatee/grant/v1"
@@ -187,6 +187,7 @@ def test_labels_are_one_registry_of_distinct_prefix_free_strings() -> None:
     assert hpke.LABELS["return-value"] == b"mesatee/return-value/v1"
     assert hpke.LABELS["approval"] == b"mesatee/approval/v1"
     assert hpke.LABELS["receipt"] == b"mesatee/receipt/v1"
+    assert hpke.LABELS["request"] == b"mesatee/request/v1"
 
 
 def test_info_and_message_layouts() -> None:

@@ -50,6 +50,18 @@ class Status(enum.IntEnum):
     FUNCTION_UNKNOWN = 78
     ARGUMENT_INVALID = 79
     FUNCTION_FAILED = 80
+    # 90-99: the node (Python only; never crosses the native boundary, so not in mesatee_types.h).
+    NODE = 90
+    REQUEST_REFUSED = 91
+    POLICY_VIOLATION = 92
+    NOT_FOUND = 93
+    PERMISSION_DENIED = 94
+    STORAGE_CORRUPTED = 95
+    AUDIT_CHAIN_BROKEN = 96
+
+
+#: Statuses raised by the node's Python code only; the native library never returns them.
+PYTHON_ONLY_STATUSES = frozenset(s for s in Status if 90 <= s <= 99)
 
 
 class MesateeError(Exception):
@@ -116,6 +128,68 @@ class TaskRefusedError(MesateeError):
     default_status = Status.MANIFEST_INVALID
 
 
+class NodeError(MesateeError):
+    """The node refused or failed a request (the node is untrusted: the enclave re-checks what matters)."""
+
+    default_status = Status.NODE
+
+
+class RequestError(NodeError):
+    """A signed request was refused: unsigned, badly signed, unknown party, stale, replayed, or malformed.
+
+    ``reason`` is a short machine-readable word (``"signature"``, ``"stale"``, ``"replayed"``...).
+    """
+
+    default_status = Status.REQUEST_REFUSED
+
+    def __init__(self, message: str, status: Status | None = None, *, reason: str = "malformed") -> None:
+        super().__init__(message, status)
+        self.reason = reason
+
+
+class PolicyError(NodeError):
+    """A task breaks a dataset's usage policy; ``rule`` names the rule and ``dataset_id`` the dataset."""
+
+    default_status = Status.POLICY_VIOLATION
+
+    def __init__(
+        self, message: str, status: Status | None = None, *, rule: str = "", dataset_id: bytes | None = None
+    ) -> None:
+        super().__init__(message, status)
+        self.rule = rule
+        self.dataset_id = dataset_id
+
+
+class NotFoundError(NodeError, LookupError):
+    default_status = Status.NOT_FOUND
+
+
+class PermissionDeniedError(NodeError):
+    """The party may not do this (``rule`` names the access rule)."""
+
+    default_status = Status.PERMISSION_DENIED
+
+    def __init__(self, message: str, status: Status | None = None, *, rule: str = "") -> None:
+        super().__init__(message, status)
+        self.rule = rule
+
+
+class StorageError(NodeError):
+    """Stored data is damaged (a blob that does not hash to its id is reported, never served)."""
+
+    default_status = Status.STORAGE_CORRUPTED
+
+
+class AuditLogError(StorageError):
+    """The audit log's hash chain is broken; ``seq`` is the first entry that does not verify."""
+
+    default_status = Status.AUDIT_CHAIN_BROKEN
+
+    def __init__(self, message: str, status: Status | None = None, *, seq: int | None = None) -> None:
+        super().__init__(message, status)
+        self.seq = seq
+
+
 _CLASS_BY_STATUS: dict[Status, type[MesateeError]] = {
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.CRYPTO: CryptoError,
@@ -129,6 +203,13 @@ _CLASS_BY_STATUS: dict[Status, type[MesateeError]] = {
     Status.UNSEAL_FAILED: SealingError,
     Status.SEAL_VERSION: SealingError,
     Status.EVIDENCE_MALFORMED: EvidenceFormatError,
+    Status.NODE: NodeError,
+    Status.REQUEST_REFUSED: RequestError,
+    Status.POLICY_VIOLATION: PolicyError,
+    Status.NOT_FOUND: NotFoundError,
+    Status.PERMISSION_DENIED: PermissionDeniedError,
+    Status.STORAGE_CORRUPTED: StorageError,
+    Status.AUDIT_CHAIN_BROKEN: AuditLogError,
 }
 
 

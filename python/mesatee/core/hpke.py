@@ -28,6 +28,7 @@ __all__ = [
     "OUTPUT_KEY_LABEL",
     "OVERHEAD",
     "RECEIPT_LABEL",
+    "REQUEST_LABEL",
     "RETURN_VALUE_LABEL",
     "SUITE",
     "TAG_SIZE",
@@ -36,6 +37,7 @@ __all__ = [
     "open",
     "output_key_info",
     "receipt_message",
+    "request_message",
     "return_value_info",
     "seal",
 ]
@@ -54,6 +56,7 @@ RETURN_VALUE_LABEL = b"mesatee/return-value/v1"
 # Ed25519 message labels
 APPROVAL_LABEL = b"mesatee/approval/v1"
 RECEIPT_LABEL = b"mesatee/receipt/v1"
+REQUEST_LABEL = b"mesatee/request/v1"  # a party's signed request to the node
 
 #: Every label of the protocol, by purpose. None is a prefix of another, so no
 #: info string or signed message of one purpose equals one of another.
@@ -64,6 +67,7 @@ LABELS: MappingProxyType[str, bytes] = MappingProxyType(
         "return-value": RETURN_VALUE_LABEL,
         "approval": APPROVAL_LABEL,
         "receipt": RECEIPT_LABEL,
+        "request": REQUEST_LABEL,
     }
 )
 
@@ -113,6 +117,11 @@ def approval_message(manifest_hash: bytes) -> bytes:
 def receipt_message(receipt_bytes: bytes) -> bytes:
     """The message the enclave signs (Ed25519) for a receipt: the label and the receipt's SHA-256."""
     return RECEIPT_LABEL + hashlib.sha256(require_bytes("receipt_bytes", receipt_bytes)).digest()
+
+
+def request_message(fields_bytes: bytes) -> bytes:
+    """The message a party signs (Ed25519) for a request to the node: the label and SHA-256 of its fields."""
+    return REQUEST_LABEL + hashlib.sha256(require_bytes("fields_bytes", fields_bytes)).digest()
 
 
 # --------------------------------------------------------------------------- seal and open
