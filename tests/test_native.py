@@ -33,15 +33,36 @@ def _build(build_dir: Path, *options: str) -> None:
         pytest.fail(str(exc))
 
 
-def test_native_tests_under_address_and_undefined_sanitizers(tmp_path: Path) -> None:
-    build = REPO / "build" / "sanitize"
-    _build(build, "-DMESATEE_BUILD_NATIVE_TESTS=ON", "-DMESATEE_SANITIZE=address,undefined",
-           "-DCMAKE_BUILD_TYPE=RelWithDebInfo")  # fmt: skip
-    # LeakSanitizer needs ptrace, which these sandboxes refuse to a test's child process; memory errors and
-    # undefined behaviour stay fatal. (From a plain shell the binary also runs clean with detect_leaks=1.)
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1", UBSAN_OPTIONS="print_stacktrace=1")
-    done = _run(build / "mesatee_native_tests", build / "libmesatee_enclave.so", tmp_path / "platform", env=env)
+SANITIZED = REPO / "build" / "sanitize"
+# LeakSanitizer needs ptrace, which these sandboxes refuse to a test's child process; memory errors and
+# undefined behaviour stay fatal. (From a plain shell the binaries also run clean with detect_leaks=1.)
+SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1"}
+
+
+@pytest.fixture(scope="module")
+def sanitized() -> Path:
+    """The native tests and the probe, built with AddressSanitizer and UBSan (UB fatal)."""
+    _build(SANITIZED, "-DMESATEE_BUILD_NATIVE_TESTS=ON", "-DMESATEE_BUILD_PROBE=ON",
+           "-DMESATEE_SANITIZE=address,undefined", "-DCMAKE_BUILD_TYPE=RelWithDebInfo")  # fmt: skip
+    return SANITIZED
+
+
+def test_native_tests_under_address_and_undefined_sanitizers(sanitized: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, **SANITIZER_ENV)
+    done = _run(sanitized / "mesatee_native_tests", sanitized / "libmesatee_enclave.so", tmp_path / "platform", env=env)
     assert "7 passed, 0 failed" in done.stdout, done.stdout
+
+
+def test_function_parsers_fuzzed_under_sanitizers(sanitized: Path) -> None:
+    """Every built-in's inputs, mutated from Teaclave's cases, through the sanitized trusted code."""
+    import sys
+
+    runtimes = [_run("cc", f"-print-file-name={lib}").stdout.strip() for lib in ("libasan.so", "libubsan.so")]
+    env = dict(os.environ, **SANITIZER_ENV, LD_PRELOAD=":".join(runtimes))
+    done = _run(sys.executable, REPO / "tests" / "native" / "fuzz_functions.py",
+                next(sanitized.glob("libmesatee_probe.so*")), TEACLAVE, "1500", env=env)  # fmt: skip
+    runs, refused = (int(w) for w in done.stdout.split() if w.isdigit())
+    assert runs > 25_000 and 0 < refused < runs, done.stdout
 
 
 @pytest.fixture(scope="module")
