@@ -48,7 +48,8 @@ inline double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) :
 // with Loss, also returns sum_i [softplus(z_i) - y_i z_i]. Four rows at a time: the gradient's running sums
 // are loaded and stored once per four rows, while the rows stream from memory once.
 template <bool Loss>
-double residual_sums(const Rows& x, const double* y, size_t y_stride, const double* b, double* sums) {
+__attribute__((always_inline)) inline double residual_sums_body(const Rows& x, const double* y, size_t y_stride,
+                                                                const double* b, double* sums) {
     const size_t d = x.cols;
     std::fill(sums, sums + d + 1, 0.0);
     double r0 = 0, loss = 0;
@@ -75,6 +76,20 @@ double residual_sums(const Rows& x, const double* y, size_t y_stride, const doub
     return loss;
 }
 
+// The pass above, compiled twice: with AVX2 where the CPU has it, and for the baseline. Without FMA
+// every operation rounds as before, so both give the same bits (the model is deterministic anywhere).
+__attribute__((target_clones("avx2", "default"))) double residual_sums_plain(const Rows& x, const double* y,
+                                                                             size_t y_stride, const double* b,
+                                                                             double* sums) {
+    return residual_sums_body<false>(x, y, y_stride, b, sums);
+}
+
+__attribute__((target_clones("avx2", "default"))) double residual_sums_loss(const Rows& x, const double* y,
+                                                                            size_t y_stride, const double* b,
+                                                                            double* sums) {
+    return residual_sums_body<true>(x, y, y_stride, b, sums);
+}
+
 double max_abs(const std::vector<double>& v) {
     double m = 0;
     for (double e : v) m = std::max(m, std::fabs(e));
@@ -88,7 +103,7 @@ std::vector<double> logistic_gd(const Rows& x, const double* y, size_t y_stride,
     const double m = static_cast<double>(x.rows);
     std::vector<double> b(p, 0.5), sums(p);
     for (int64_t it = 0; it < iters; ++it) {
-        residual_sums<false>(x, y, y_stride, b.data(), sums.data());
+        residual_sums_plain(x, y, y_stride, b.data(), sums.data());
         b[0] -= sums[0] / m * alpha;
         for (size_t j = 1; j < p; ++j) b[j] -= (sums[j] / m + l2 * b[j]) * alpha;
     }
@@ -98,7 +113,7 @@ std::vector<double> logistic_gd(const Rows& x, const double* y, size_t y_stride,
 double logistic_objective(const Rows& x, const double* y, size_t y_stride, const double* b, double l2, double* gradient) {
     const size_t p = x.cols + 1;
     const double m = static_cast<double>(x.rows);
-    double loss = residual_sums<true>(x, y, y_stride, b, gradient) / m;
+    double loss = residual_sums_loss(x, y, y_stride, b, gradient) / m;
     double penalty = 0;
     gradient[0] /= m;
     for (size_t j = 1; j < p; ++j) {
