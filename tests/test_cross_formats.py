@@ -8,6 +8,7 @@ import pytest
 
 from mesatee import CryptoError, FormatError
 from mesatee.core import canonical, files
+from test_canonical import VALUES  # every kind of value, at each encoding boundary
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
@@ -67,42 +68,6 @@ def test_teaclave_vector_in_cpp(probe) -> None:
     assert probe("teaclave_decrypt", key=bytes(16), iv=bytes(12), file=file) == b"password"
     with pytest.raises(CryptoError):
         probe("teaclave_decrypt", key=bytes(16), iv=bytes([1]) + bytes(11), file=file)
-
-
-VALUES = [
-    None,
-    True,
-    False,
-    0,
-    127,
-    128,
-    255,
-    256,
-    65535,
-    65536,
-    2**32,
-    2**64 - 1,
-    -1,
-    -32,
-    -33,
-    -128,
-    -129,
-    -(2**63),
-    1.5,
-    -0.0,
-    "",
-    "x" * 31,
-    "x" * 32,
-    "é" * 200,
-    "y" * 70000,
-    b"",
-    b"b" * 300,
-    b"b" * 70000,
-    [],
-    list(range(16)),
-    {"": 1, "a": [1, {"b": None}], "ab": b"\x00", "b": 2.25},
-    {str(i): i for i in range(20)},
-]
 
 
 @pytest.mark.parametrize("value", VALUES, ids=range(len(VALUES)))
