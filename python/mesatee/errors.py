@@ -147,6 +147,15 @@ class RequestError(NodeError):
         self.reason = reason
 
 
+class TaskStateError(NodeError):
+    """A task cannot move from its status to the one asked (``current``, ``target``: Teaclave status names)."""
+
+    def __init__(self, message: str, status: Status | None = None, *, current: str = "", target: str = "") -> None:
+        super().__init__(message, status)
+        self.current = current
+        self.target = target
+
+
 class PolicyError(NodeError):
     """A task breaks a dataset's usage policy; ``rule`` names the rule and ``dataset_id`` the dataset."""
 

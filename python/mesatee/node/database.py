@@ -366,3 +366,58 @@ class Database:
             "SELECT party_id, signing_key, hpke_key, name, admitted_at, revoked_at FROM parties ORDER BY admitted_at"
         )
         return [PartyRecord(*row) for row in rows]
+
+
+# --------------------------------------------------------------------------- data access for the node's requests
+# Each takes the caller's connection (inside its transaction), so a request's reads and writes are one unit.
+
+
+def dataset_row(conn: sqlite3.Connection, dataset_id: bytes) -> tuple[bytes, int, bytes | None]:
+    """``(owner, uses, policy bytes or None)`` of a dataset; ``NotFoundError`` if the node holds none."""
+    row = conn.execute(
+        "SELECT d.owner, d.uses, p.policy FROM datasets d LEFT JOIN dataset_policies p USING (dataset_id) "
+        "WHERE d.dataset_id = ?",
+        (dataset_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"no dataset {dataset_id.hex()}")
+    return row[0], row[1], row[2]
+
+
+def open_tasks_using(conn: sqlite3.Connection, dataset_id: bytes) -> list[bytes]:
+    """The ids of the open tasks (:data:`OPEN_TASK_STATUSES`) with an input naming the dataset."""
+    marks = ", ".join("?" for _ in OPEN_TASK_STATUSES)
+    rows = conn.execute(
+        f"SELECT DISTINCT t.task_id FROM task_inputs i JOIN tasks t USING (task_id) "
+        f"WHERE i.dataset_id = ? AND t.status IN ({marks})",
+        (dataset_id, *OPEN_TASK_STATUSES),
+    )
+    return [task_id for (task_id,) in rows]
+
+
+def blob_referenced(conn: sqlite3.Connection, blob_id: str) -> bool:
+    """Whether a dataset or an undeleted output still needs the blob."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM datasets WHERE dataset_id = ?) "
+        "OR EXISTS (SELECT 1 FROM result_outputs WHERE blob_id = ? AND deleted_at IS NULL)",
+        (bytes.fromhex(blob_id), blob_id),
+    ).fetchone()
+    return bool(row[0])
+
+
+def task_row(conn: sqlite3.Connection, task_id: bytes) -> tuple[bytes, str, str | None]:
+    """``(manifest bytes, stored status, error)`` of a task; ``NotFoundError`` if there is none."""
+    row = conn.execute("SELECT manifest, status, error FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no task {task_id.hex()}")
+    return row[0], row[1], row[2]
+
+
+def task_approvals(conn: sqlite3.Connection, task_id: bytes) -> dict[bytes, bytes]:
+    rows = conn.execute("SELECT party_id, signature FROM approvals WHERE task_id = ?", (task_id,))
+    return {party_id: signature for party_id, signature in rows}
+
+
+def task_grants(conn: sqlite3.Connection, task_id: bytes) -> dict[str, bytes]:
+    rows = conn.execute("SELECT slot, ciphertext FROM grants WHERE task_id = ?", (task_id,))
+    return {slot: ciphertext for slot, ciphertext in rows}
