@@ -41,6 +41,7 @@ _LAZY = {
     "Party": "mesatee.parties",
     "PartyIdentity": "mesatee.parties",
     "Manifest": "mesatee.core.manifest",
+    "Node": "mesatee.node",
 }
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     )
     from mesatee.core.functions import FunctionDeclaration
     from mesatee.core.manifest import Manifest
+    from mesatee.node import Node
     from mesatee.parties import Party, PartyIdentity
 
 
@@ -86,6 +88,7 @@ __all__ = [
     "FormatError",
     "InvalidArgumentError",
     "MesateeError",
+    "Node",
     "PlatformError",
     "PublicKeys",
     "SealingError",

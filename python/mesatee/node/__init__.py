@@ -1,12 +1,13 @@
 """Layer 4: the node — the untrusted host side that stores and schedules tasks for several parties.
 
-The parts built so far (the scheduler and the ``Node`` facade come later):
+The parts (the persistent scheduler comes later):
 
 - :mod:`mesatee.node.blobs`: the content-addressed store of ciphertext, verified on every read;
 - :mod:`mesatee.node.database`: the SQLite database, its schema and transactions;
 - :mod:`mesatee.node.audit`: the hash-chained audit log;
 - :mod:`mesatee.node.requests`: parties' signed requests and their verification;
-- :mod:`mesatee.node.policy`: usage policies and access rules.
+- :mod:`mesatee.node.policy`: usage policies and access rules;
+- :mod:`mesatee.node.node`: the ``Node`` facade that puts them together around an enclave.
 
 The node is untrusted (``docs/design.md``): its checks are a service-level
 convenience, and the enclave re-checks everything that protects data.
@@ -21,10 +22,12 @@ from mesatee.errors import (
     PolicyError,
     RequestError,
     StorageError,
+    TaskStateError,
 )
 from mesatee.node.audit import AuditEntry, AuditHead, verify_audit_log
 from mesatee.node.blobs import BlobStore
 from mesatee.node.database import Database, PartyRecord
+from mesatee.node.node import STATUSES, Node, TaskView
 from mesatee.node.policy import (
     ACCESS_RULES,
     DatasetTerms,
@@ -46,6 +49,7 @@ __all__ = [
     "Database",
     "DatasetTerms",
     "FunctionRule",
+    "Node",
     "NodeError",
     "NotFoundError",
     "PartyRecord",
@@ -53,8 +57,11 @@ __all__ = [
     "PolicyError",
     "RequestError",
     "RequestVerifier",
+    "STATUSES",
     "SignedRequest",
     "StorageError",
+    "TaskStateError",
+    "TaskView",
     "UsagePolicy",
     "authorize",
     "check_task",
