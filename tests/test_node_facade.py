@@ -201,7 +201,20 @@ def test_unsigned_wrongly_signed_replayed_and_mistargeted_requests_are_refused(w
     with pytest.raises(RequestError) as info:
         node.get_task(signed, task_id)
     assert info.value.reason == "replayed"
+    with pytest.raises(mesatee.FormatError):
+        node.create_task(sign_request(alice, "task.create", task_id.hex(), b"junk"), b"junk")
+    last = list(node.db.connection().execute("SELECT action, outcome FROM audit ORDER BY seq"))[-1]
+    assert last == ("task.create", "refused")
     node.verify_audit_log()
+
+
+def test_a_refused_upload_leaves_no_blob(world) -> None:
+    node, _claims, alice, _bob, _ = world
+    data = b"ciphertext nobody signed for"
+    with pytest.raises(RequestError) as info:
+        node.upload_dataset(sign_request(alice, "dataset.upload", "0" * 64, b"other bytes"), data)
+    assert info.value.reason == "body"
+    assert list(node.blobs) == []
 
 
 # --------------------------------------------------------------------------- statuses

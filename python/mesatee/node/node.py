@@ -202,18 +202,18 @@ class Node:
         self,
         request: SignedRequest | bytes,
         action: str,
-        target: str,
+        target: str | None,
         *,
         body: bytes | None = None,
         body_digest: bytes | None = None,
     ) -> Iterator[AcceptedRequest]:
-        """The request's checks, its target, and the caller's change: one transaction, audited either way."""
+        """The request's checks, its target, and the caller's change: one transaction, audited either way.
+
+        ``target`` None: the caller checks it (:func:`_check_target`) once it knows it.
+        """
         with self.verifier.accept(request, body=body, body_digest=body_digest, action=action) as accepted:
-            if accepted.request.target != target:
-                raise RequestError(
-                    f"request refused: signed for target {accepted.request.target[:80]!r}, not {target!r}",
-                    reason="target",
-                )
+            if target is not None:
+                _check_target(accepted, target)
             yield accepted
 
     @staticmethod
@@ -278,8 +278,9 @@ class Node:
 
     def create_task(self, request: SignedRequest | bytes, manifest_bytes: bytes) -> bytes:
         """Record a task the requester creates, after every input dataset's policy agreed; return its id."""
-        manifest = Manifest.from_bytes(manifest_bytes)
-        with self._accept(request, "task.create", manifest.task_id.hex(), body=manifest_bytes) as accepted:
+        with self._accept(request, "task.create", None, body=manifest_bytes) as accepted:
+            manifest = Manifest.from_bytes(manifest_bytes)  # here, so that a malformed manifest is audited too
+            _check_target(accepted, manifest.task_id.hex())
             conn = accepted.conn
             authorize("task.create", accepted.party.party_id, admitted=True, manifest=manifest)
             self._check_policies(conn, manifest)
@@ -474,6 +475,13 @@ class Node:
         for (blob_id,) in rows:
             self._drop_blob_if_unused(blob_id)
         return owned
+
+
+def _check_target(accepted: AcceptedRequest, target: str) -> None:
+    if accepted.request.target != target:
+        raise RequestError(
+            f"request refused: signed for target {accepted.request.target[:80]!r}, not {target!r}", reason="target"
+        )
 
 
 def _operator(conn: sqlite3.Connection, action: str, target: str) -> None:
