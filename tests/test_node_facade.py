@@ -267,3 +267,13 @@ def test_a_tampered_audit_entry_is_detected(world, tmp_path: Path) -> None:
     with pytest.raises(AuditLogError) as info:
         node.verify_audit_log()
     assert info.value.seq == 5 and head.entries > 5
+
+
+def test_without_an_enclave_the_node_opens_its_own_on_its_state_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "home"))
+    with Node(tmp_path / "node") as node:
+        identity = node.enclave_identity
+        assert (tmp_path / "node" / "enclave.state").exists() and (tmp_path / "home").is_dir()
+    with Node(tmp_path / "node") as node:
+        assert node.enclave_identity.mrenclave == identity.mrenclave
+        assert node.evidence(bytes(32))
