@@ -3,15 +3,15 @@
 
 #include "crypto.hpp"
 #include "functions/registry.hpp"
+#include "functions/text.hpp"
 
 namespace mesatee::functions {
 namespace {
 
 using msgpack::Value;
 
-Bytes to_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
 
-Bytes run_echo(const Arguments& args, const Inputs&, Outputs&) { return to_bytes(args.str("message")); }
+Bytes run_echo(const Arguments& args, const Inputs&, Outputs&) { return text_bytes(args.str("message")); }
 
 // Strict standard base64 (RFC 4648 §4) with padding.
 Bytes base64_decode(const std::string& text, const std::string& what) {

@@ -667,7 +667,6 @@ Model read_model(const Bytes& input) {
 
 // ----------------------------------------------------------------------------- the functions
 
-Bytes to_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
 
 Bytes run_gbdt_train(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
     for (const char* ratio : {"shrinkage", "feature_sample_ratio", "data_sample_ratio"})
@@ -701,8 +700,8 @@ Bytes run_gbdt_train(const Arguments& args, const Inputs& inputs, Outputs& outpu
         m = Matrix();
         model = Trainer(data, std::move(labels), s).train();
     }
-    outputs["trained_model"] = to_bytes(write_model(model));
-    return to_bytes("Trained " + std::to_string(rows) + " lines of data.");
+    outputs["trained_model"] = text_bytes(write_model(model));
+    return text_bytes("Trained " + std::to_string(rows) + " lines of data.");
 }
 
 Bytes run_gbdt_predict(const Arguments&, const Inputs& inputs, Outputs& outputs) {
@@ -723,8 +722,8 @@ Bytes run_gbdt_predict(const Arguments&, const Inputs& inputs, Outputs& outputs)
         out += format_double(prediction, std::chars_format::fixed, 10);
         out += '\n';
     }
-    outputs["result_file"] = to_bytes(out);
-    return to_bytes("Predict result has " + std::to_string(m.rows) + " lines of data.");
+    outputs["result_file"] = text_bytes(out);
+    return text_bytes("Predict result has " + std::to_string(m.rows) + " lines of data.");
 }
 
 }  // namespace

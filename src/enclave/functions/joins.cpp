@@ -440,7 +440,6 @@ void sort_items(std::vector<Keyed>& items) {
         if (count[b] > 1) sort_bucket(items.data() + start, tmp.data(), count[b], 40);
 }
 
-Bytes text_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
 
 void append(Bytes& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
 

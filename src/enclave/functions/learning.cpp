@@ -443,7 +443,6 @@ namespace {
 using msgpack::Value;
 using learning::Rows;
 
-Bytes to_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
 
 // The shortest decimal that reads back as the same double, in Rust's style (as Teaclave prints):
 // "1.0" rather than "1", exponents as "1e-7".
@@ -491,7 +490,7 @@ Bytes write_model(const LogisticModel& model) {
         append_number(out, model.parameters[j]);
     }
     out += "]}";
-    return to_bytes(out);
+    return text_bytes(out);
 }
 
 // A strict reader of exactly that shape (keys in any order, JSON whitespace between tokens, an optional
@@ -625,7 +624,7 @@ Bytes run_logistic_regression_train(const Arguments& args, const Inputs& inputs,
     require_finite(model.parameters,
                    "logistic_regression_train: the parameters diverged (not finite); a smaller alg_alpha may help");
     outputs["model_file"] = write_model(model);
-    return to_bytes("Trained " + std::to_string(data.rows) + " lines of data.");
+    return text_bytes("Trained " + std::to_string(data.rows) + " lines of data.");
 }
 
 Bytes run_logistic_regression_predict(const Arguments&, const Inputs& inputs, Outputs& outputs) {
@@ -640,8 +639,8 @@ Bytes run_logistic_regression_predict(const Arguments&, const Inputs& inputs, Ou
         int n = std::snprintf(buf, sizeof buf, "%.4f\n", learning::sigmoid(z));
         out.append(buf, static_cast<size_t>(n));
     }
-    outputs["result_file"] = to_bytes(out);
-    return to_bytes("Predicted " + std::to_string(data.rows) + " lines of data.");
+    outputs["result_file"] = text_bytes(out);
+    return text_bytes("Predicted " + std::to_string(data.rows) + " lines of data.");
 }
 
 // --------------------------------------------------------------------------- PCA
@@ -668,8 +667,8 @@ Bytes run_principal_components_analysis(const Arguments& args, const Inputs& inp
     Matrix data = parse_matrix(inputs.at("input_data"), "input_data", d + 1);
     std::vector<double> projected = learning::pca_transform({data.values.data(), data.rows, d, d + 1}, n, args.boolean("center"));
     require_finite(projected, "principal_components_analysis: the projection is not finite");
-    outputs["output_data"] = to_bytes(csv(projected.data(), data.rows, n));
-    return to_bytes("transform " + std::to_string(data.rows) + " rows * " + std::to_string(n) + " cols lines of data.");
+    outputs["output_data"] = text_bytes(csv(projected.data(), data.rows, n));
+    return text_bytes("transform " + std::to_string(data.rows) + " rows * " + std::to_string(n) + " cols lines of data.");
 }
 
 // --------------------------------------------------------------------------- k-means
@@ -682,7 +681,7 @@ Bytes run_kmeans(const Arguments& args, const Inputs& inputs, Outputs& outputs) 
     if (!given.empty()) {
         Matrix centers;
         try {
-            centers = parse_matrix(to_bytes(given), "initial_centers", d);
+            centers = parse_matrix(text_bytes(given), "initial_centers", d);
         } catch (const Error& e) {  // "input initial_centers, line ...": it is an argument here
             std::string what = e.what();
             fail(MESATEE_ERROR_ARGUMENT_INVALID, "kmeans: argument " + what.substr(what.find("initial_centers")));
@@ -698,12 +697,12 @@ Bytes run_kmeans(const Arguments& args, const Inputs& inputs, Outputs& outputs) 
         learning::kmeans({data.values.data(), data.rows, d, d}, k, args.integer("max_iterations"), args.number("tolerance"),
                          static_cast<uint64_t>(args.integer("seed")), initial.empty() ? nullptr : initial.data());
     require_finite(result.centers, "kmeans: the centers are not finite");
-    outputs["model_file"] = to_bytes(csv(result.centers.data(), k, d));
+    outputs["model_file"] = text_bytes(csv(result.centers.data(), k, d));
     std::string labels;
     labels.reserve(data.rows * 4);
     for (uint32_t c : result.assignments) labels += std::to_string(c) + '\n';
-    outputs["assignments"] = to_bytes(labels);
-    return to_bytes("Clustered " + std::to_string(data.rows) + " lines of data into " + std::to_string(k) + " clusters in " +
+    outputs["assignments"] = text_bytes(labels);
+    return text_bytes("Clustered " + std::to_string(data.rows) + " lines of data into " + std::to_string(k) + " clusters in " +
                     std::to_string(result.iterations) + " iterations.");
 }
 

@@ -13,8 +13,7 @@ Bytes run_password_check(const Arguments&, const Inputs& inputs, Outputs&) {
     bool exposed = false;
     for (std::string_view candidate : lines(inputs.at("exposed_passwords"), "exposed_passwords"))
         exposed |= candidate == password[0];
-    std::string result = exposed ? "true" : "false";
-    return Bytes(result.begin(), result.end());
+    return text_bytes(exposed ? "true" : "false");
 }
 
 }  // namespace

@@ -36,8 +36,7 @@ Bytes run_ordered_set_intersect(const Arguments& args, const Inputs& inputs, Out
     }
     outputs["output_result1"] = std::move(in_b);
     outputs["output_result2"] = std::move(in_a);
-    std::string result = std::to_string(common) + " common items";
-    return Bytes(result.begin(), result.end());
+    return text_bytes(std::to_string(common) + " common items");
 }
 
 }  // namespace

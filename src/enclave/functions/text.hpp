@@ -13,6 +13,9 @@ namespace mesatee::functions {
 // Refuses an empty input, an empty line, and bytes that are not printable text.
 std::vector<std::string_view> lines(const Bytes& input, const std::string& slot);
 
+// A text result (return value or output) as bytes.
+inline Bytes text_bytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
+
 [[noreturn]] void bad_line(const std::string& slot, size_t line, const std::string& problem);
 
 // The fields of a line split on sep, spaces around each field trimmed.
