@@ -93,3 +93,14 @@ def probe():
         return build_probe()
     except ProbeBuildError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture
+def node_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A node with its own enclave on a fresh platform, two workers, alice, bob and carol admitted."""
+    from node_host import open_world
+
+    monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "home"))
+    world = open_world(tmp_path / "node", workers=2)
+    yield world
+    world.node.close()

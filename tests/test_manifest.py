@@ -483,9 +483,13 @@ def test_output_and_return_value_digest_mismatches_are_refused(task: tuple[FakeE
         TaskResult(result.receipt_bytes, result.signature, result.outputs, values).verify(
             manifest.hash, enclave.signing_public_key
         )
-    fewer = {k: v for k, v in result.outputs.items() if k != "log"}
-    with pytest.raises(FormatError, match="are not the receipt's"):
-        TaskResult(result.receipt_bytes, result.signature, fewer, result.return_value).verify(
+    fewer = {k: v for k, v in result.outputs.items() if k != "log"}  # deleted by its owners: still verifies
+    TaskResult(result.receipt_bytes, result.signature, fewer, result.return_value).verify(
+        manifest.hash, enclave.signing_public_key
+    )
+    more = {**result.outputs, "extra": result.outputs["log"]}
+    with pytest.raises(FormatError, match="are not among the receipt's"):
+        TaskResult(result.receipt_bytes, result.signature, more, result.return_value).verify(
             manifest.hash, enclave.signing_public_key
         )
     receipt = canonical.decode(result.receipt_bytes, max_size=1 << 20)

@@ -101,7 +101,11 @@ def test_constraints_hold(tmp_path: Path) -> None:
     db.admit_party(_key(1), _key(1))
     owner = db.parties()[0].party_id
     with pytest.raises(sqlite3.IntegrityError), db.transaction() as conn:  # status check
-        conn.execute("INSERT INTO tasks VALUES (?, x'00', ?, ?, 'bogus', 1, 1, 1, NULL)", (bytes(16), _key(7), owner))
+        conn.execute(
+            "INSERT INTO tasks (task_id, manifest, manifest_hash, creator, status, created_at, updated_at, "
+            "expires_at) VALUES (?, x'00', ?, ?, 'bogus', 1, 1, 1)",
+            (bytes(16), _key(7), owner),
+        )
     with pytest.raises(sqlite3.IntegrityError), db.transaction() as conn:  # one public function per name/version
         conn.execute("INSERT INTO functions VALUES ('echo', 1, NULL, x'', 1)")
         conn.execute("INSERT INTO functions VALUES ('echo', 1, NULL, x'', 1)")

@@ -42,6 +42,7 @@ _LAZY = {
     "PartyIdentity": "mesatee.parties",
     "Manifest": "mesatee.core.manifest",
     "Node": "mesatee.node",
+    "Client": "mesatee.node",
 }
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     )
     from mesatee.core.functions import FunctionDeclaration
     from mesatee.core.manifest import Manifest
-    from mesatee.node import Node
+    from mesatee.node import Client, Node
     from mesatee.parties import Party, PartyIdentity
 
 
@@ -76,6 +77,7 @@ __all__ = [
     "AttestationError",
     "AttestationPolicy",
     "BoundaryError",
+    "Client",
     "CryptoError",
     "Enclave",
     "EnclaveIdentity",

@@ -881,8 +881,10 @@ class TaskResult:
 
         ``CryptoError`` when the signature does not verify under the enclave's
         key or a file or return value does not hash to the receipt's digest;
-        ``FormatError`` when the receipt is malformed, is for another task, or
-        lists other outputs or recipients than the result carries.
+        ``FormatError`` when the receipt is malformed, is for another task, does
+        not list an output the result carries, or lists other recipients of the
+        return value. Outputs the receipt lists may be missing: their owners may
+        have deleted them from the node (see ``OpenedResult.missing``).
         """
         manifest_hash = require_bytes("manifest_hash", manifest_hash, HASH_SIZE)
         if isinstance(enclave_signing_key, Ed25519PublicKey):
@@ -901,9 +903,10 @@ class TaskResult:
                 f"receipt is for another task (manifest hash {_short(receipt.manifest_hash)}, "
                 f"expected {_short(manifest_hash)})"
             )
-        if set(receipt.outputs) != set(self.outputs):
+        # Outputs may be missing (their owners deleted them from the node); never one the receipt does not list.
+        if not set(self.outputs) <= set(receipt.outputs):
             raise FormatError(
-                f"the result's outputs {sorted(self.outputs)} are not the receipt's {sorted(receipt.outputs)}"
+                f"the result's outputs {sorted(self.outputs)} are not among the receipt's {sorted(receipt.outputs)}"
             )
         for slot, output in self.outputs.items():
             if hashlib.sha256(output.file).digest() != receipt.outputs[slot]:

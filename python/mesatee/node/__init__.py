@@ -1,13 +1,16 @@
 """Layer 4: the node — the untrusted host side that stores and schedules tasks for several parties.
 
-The parts (the persistent scheduler comes later):
+The parts:
 
 - :mod:`mesatee.node.blobs`: the content-addressed store of ciphertext, verified on every read;
 - :mod:`mesatee.node.database`: the SQLite database, its schema and transactions;
 - :mod:`mesatee.node.audit`: the hash-chained audit log;
 - :mod:`mesatee.node.requests`: parties' signed requests and their verification;
 - :mod:`mesatee.node.policy`: usage policies and access rules;
-- :mod:`mesatee.node.node`: the ``Node`` facade that puts them together around an enclave.
+- :mod:`mesatee.node.lifecycle`: Teaclave's task statuses and their legal moves;
+- :mod:`mesatee.node.scheduler`: the persistent queue and the pool of enclave workers;
+- :mod:`mesatee.node.node`: the ``Node`` facade that puts them together around an enclave;
+- :mod:`mesatee.node.client`: a party's ``Client`` of a node, in process or over the network.
 
 The node is untrusted (``docs/design.md``): its checks are a service-level
 convenience, and the enclave re-checks everything that protects data.
@@ -26,8 +29,10 @@ from mesatee.errors import (
 )
 from mesatee.node.audit import AuditEntry, AuditHead, verify_audit_log
 from mesatee.node.blobs import BlobStore
+from mesatee.node.client import Client, NodeAPI
 from mesatee.node.database import Database, PartyRecord
-from mesatee.node.node import STATUSES, Node, TaskView
+from mesatee.node.lifecycle import STATUSES
+from mesatee.node.node import DatasetView, Node, TaskView, invoke_options
 from mesatee.node.policy import (
     ACCESS_RULES,
     DatasetTerms,
@@ -38,6 +43,7 @@ from mesatee.node.policy import (
     explain_access,
 )
 from mesatee.node.requests import AcceptedRequest, RequestVerifier, SignedRequest, sign_request
+from mesatee.node.scheduler import SchedulerConfig
 
 __all__ = [
     "ACCESS_RULES",
@@ -46,10 +52,13 @@ __all__ = [
     "AuditHead",
     "AuditLogError",
     "BlobStore",
+    "Client",
     "Database",
     "DatasetTerms",
+    "DatasetView",
     "FunctionRule",
     "Node",
+    "NodeAPI",
     "NodeError",
     "NotFoundError",
     "PartyRecord",
@@ -58,6 +67,7 @@ __all__ = [
     "RequestError",
     "RequestVerifier",
     "STATUSES",
+    "SchedulerConfig",
     "SignedRequest",
     "StorageError",
     "TaskStateError",
@@ -66,6 +76,7 @@ __all__ = [
     "authorize",
     "check_task",
     "explain_access",
+    "invoke_options",
     "sign_request",
     "verify_audit_log",
 ]

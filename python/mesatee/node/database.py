@@ -39,7 +39,7 @@ __all__ = [
     "migrate",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TASK_STATUSES = ("created", "ready", "running", "done", "failed", "cancelled")
 #: A task in one of these states still needs its inputs: their datasets cannot be deleted.
 OPEN_TASK_STATUSES = ("created", "ready", "running")
@@ -169,6 +169,18 @@ _MIGRATIONS: tuple[str, ...] = (
     ) STRICT;
     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    """,
+    # 2: the scheduler's queue (see mesatee.node.scheduler). Times in these columns are Unix seconds as REAL.
+    """
+    ALTER TABLE tasks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN timeout REAL;
+    ALTER TABLE tasks ADD COLUMN staged_at REAL;
+    ALTER TABLE tasks ADD COLUMN not_before REAL NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN started_at REAL;
+    ALTER TABLE tasks ADD COLUMN deadline REAL;
+    ALTER TABLE tasks ADD COLUMN lease_owner TEXT;
+    ALTER TABLE tasks ADD COLUMN lease_until REAL;
+    CREATE INDEX tasks_queue ON tasks (status, staged_at);
     """,
 )
 

@@ -12,28 +12,29 @@ The node is untrusted: these checks are early, friendly refusals. The enclave
 re-checks approvals, grants, dataset ids and output owners from signed and
 hashed material, whatever the node stores.
 
-Task statuses are Teaclave's: Created → DataAssigned → Approved → Staged →
-Running → Finished | Failed, and Canceled before it runs. The first three
-are derived from the stored grants and approvals (stored status ``created``);
-the others are stored, and :func:`transition` is the one place that moves a
-task and refuses illegal moves.
+Task statuses are Teaclave's (:mod:`mesatee.node.lifecycle`). Invoking a
+task stages it; the node's scheduler (:mod:`mesatee.node.scheduler`) runs it
+in an enclave worker, in this process or in any other that opened the folder
+with workers, and ``watch_task`` follows it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mesatee.core import canonical
 from mesatee.core.files import FORMAT_MESATEE
-from mesatee.core.manifest import Manifest, OutputFile, TaskResult, encode_invocation, verify_approval
-from mesatee.errors import NodeError, NotFoundError, RequestError, TaskRefusedError, TaskStateError
+from mesatee.core.manifest import Manifest, OutputFile, TaskResult, verify_approval
+from mesatee.errors import FormatError, InvalidArgumentError, NodeError, NotFoundError, RequestError
 from mesatee.node import audit
 from mesatee.node.blobs import BlobStore
 from mesatee.node.database import (
@@ -46,73 +47,44 @@ from mesatee.node.database import (
     task_grants,
     task_row,
 )
+from mesatee.node.lifecycle import FINAL_STATUSES, STATUSES, require_preparing, task_status, transition
 from mesatee.node.policy import DatasetTerms, UsagePolicy, authorize, check_task
 from mesatee.node.requests import AcceptedRequest, RequestVerifier, SignedRequest
+from mesatee.node.scheduler import Scheduler, SchedulerConfig
 
 if TYPE_CHECKING:
     from mesatee.core.enclave import Enclave, EnclaveIdentity
     from mesatee.parties import PartyIdentity
 
-__all__ = ["STATUSES", "TRANSITIONS", "Node", "TaskView", "task_status", "transition"]
+__all__ = ["MAX_WATCH", "STATUSES", "DatasetView", "Node", "TaskView", "invoke_options", "store_result"]
 
-STATUSES = ("Created", "DataAssigned", "Approved", "Staged", "Running", "Finished", "Failed", "Canceled")
-#: The legal moves. Created → DataAssigned → Approved happen as grants and approvals arrive (derived, not stored).
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "Created": ("DataAssigned", "Canceled"),
-    "DataAssigned": ("Approved", "Canceled"),
-    "Approved": ("Staged", "Canceled"),
-    "Staged": ("Running", "Canceled"),
-    "Running": ("Finished", "Failed"),
-    "Finished": (),
-    "Failed": (),
-    "Canceled": (),
-}
-_STORED = {"Staged": "ready", "Running": "running", "Finished": "done", "Failed": "failed", "Canceled": "cancelled"}
-_FROM_STORED = {stored: status for status, stored in _STORED.items()}
-#: Approvals and grants are accepted until the task is staged.
-_PREPARING = ("Created", "DataAssigned", "Approved")
-ENCLAVE = "enclave"  # the audit log's party for what the enclave decided
+MAX_WATCH = 60.0  # seconds one watch_task call may wait
+MAX_TASK_TIMEOUT = 7 * 24 * 3600
 
 
-# --------------------------------------------------------------------------- statuses
+def invoke_options(*, timeout: int | None = None) -> bytes:
+    """The body of a ``task.invoke`` request: empty for the node's defaults, else the options' canonical map."""
+    return b"" if timeout is None else canonical.encode({"timeout": timeout})
 
 
-def task_status(conn: sqlite3.Connection, task_id: bytes) -> str:
-    """The task's Teaclave status: stored once it is staged, derived from its grants and approvals before."""
-    manifest_bytes, stored, _error = task_row(conn, task_id)
-    if stored != "created":
-        return _FROM_STORED[stored]
-    manifest = Manifest.from_bytes(manifest_bytes)
-    if set(task_grants(conn, task_id)) != set(manifest.inputs):
-        return "Created"
-    if set(task_approvals(conn, task_id)) >= set(manifest.participants):
-        return "Approved"
-    return "DataAssigned"
-
-
-def transition(conn: sqlite3.Connection, task_id: bytes, target: str, *, error: str | None = None) -> str:
-    """Move the task to ``target`` (a stored status); ``TaskStateError`` for a move not in :data:`TRANSITIONS`."""
-    current = task_status(conn, task_id)
-    if target not in TRANSITIONS[current] or target not in _STORED:
-        raise TaskStateError(
-            f"task {task_id.hex()} cannot go from {current} to {target}", current=current, target=target
-        )
-    conn.execute(
-        "UPDATE tasks SET status = ?, updated_at = ?, error = ? WHERE task_id = ?",
-        (_STORED[target], int(time.time()), error, task_id),
-    )
-    return current
-
-
-def _require_preparing(conn: sqlite3.Connection, task_id: bytes, what: str) -> None:
-    current = task_status(conn, task_id)
-    if current not in _PREPARING:
-        raise TaskStateError(f"task {task_id.hex()} is {current}: {what} is too late", current=current, target=current)
+def _parse_invoke_options(body: bytes) -> int | None:
+    if not body:
+        return None
+    try:
+        options = canonical.decode(body, max_size=256)
+    except FormatError as exc:
+        raise InvalidArgumentError(f"task.invoke options: {exc}") from None
+    if not isinstance(options, dict) or set(options) - {"timeout"}:
+        raise InvalidArgumentError("task.invoke options: a map whose only key is 'timeout'")
+    timeout = options.get("timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= MAX_TASK_TIMEOUT:
+        raise InvalidArgumentError(f"task.invoke options: timeout must be 1 to {MAX_TASK_TIMEOUT} seconds")
+    return timeout
 
 
 @dataclass(frozen=True)
 class TaskView:
-    """What a participant sees of a task."""
+    """What a participant sees of a task: its manifest, status, progress, and whether a result is there."""
 
     task_id: bytes
     manifest: Manifest
@@ -121,6 +93,100 @@ class TaskView:
     approved_by: frozenset[bytes]
     assigned: frozenset[str]
     has_result: bool
+    attempts: int = 0
+    updated_at: int = 0
+
+    @property
+    def done(self) -> bool:
+        """Whether the task reached a final status (Finished, Failed or Canceled)."""
+        return self.status in FINAL_STATUSES
+
+    def to_bytes(self) -> bytes:
+        return canonical.encode(
+            {
+                "task_id": self.task_id,
+                "manifest": self.manifest.to_bytes(),
+                "status": self.status,
+                "error": self.error,
+                "approved_by": sorted(self.approved_by),
+                "assigned": sorted(self.assigned),
+                "has_result": self.has_result,
+                "attempts": self.attempts,
+                "updated_at": self.updated_at,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TaskView:
+        """Parse a view sent by a node (strictly: a remote node is untrusted)."""
+        fields = _view_fields(data, "task view", {"task_id", "manifest", "status", "error", "approved_by",
+                                                  "assigned", "has_result", "attempts", "updated_at"})  # fmt: skip
+        manifest = Manifest.from_bytes(_typed(fields, "manifest", bytes))
+        status, error = _typed(fields, "status", str), fields["error"]
+        if status not in STATUSES or not (error is None or isinstance(error, str)):
+            raise FormatError(f"task view: bad status {status!r} or error")
+        approved, assigned = _typed(fields, "approved_by", list), _typed(fields, "assigned", list)
+        if not all(isinstance(i, bytes) and len(i) == 32 for i in approved) or not all(
+            isinstance(i, str) for i in assigned
+        ):
+            raise FormatError("task view: approved_by must hold party ids and assigned slot names")
+        view = cls(
+            _typed(fields, "task_id", bytes), manifest, status, error, frozenset(approved), frozenset(assigned),
+            _typed(fields, "has_result", bool), _typed(fields, "attempts", int), _typed(fields, "updated_at", int),
+        )  # fmt: skip
+        if view.task_id != manifest.task_id:
+            raise FormatError("task view: the task id is not the manifest's")
+        return view
+
+
+@dataclass(frozen=True)
+class DatasetView:
+    """One of a party's datasets as the node holds it."""
+
+    dataset_id: bytes
+    size: int
+    format: str
+    uses: int
+    created_at: int
+    policy: UsagePolicy | None
+
+    def to_bytes(self) -> bytes:
+        return canonical.encode(
+            {
+                "dataset_id": self.dataset_id,
+                "size": self.size,
+                "format": self.format,
+                "uses": self.uses,
+                "created_at": self.created_at,
+                "policy": None if self.policy is None else self.policy.to_bytes(),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DatasetView:
+        fields = _view_fields(data, "dataset view", {"dataset_id", "size", "format", "uses", "created_at", "policy"})
+        policy = fields["policy"]
+        if not (policy is None or isinstance(policy, bytes)):
+            raise FormatError("dataset view: policy must be bytes or nil")
+        return cls(
+            _typed(fields, "dataset_id", bytes), _typed(fields, "size", int), _typed(fields, "format", str),
+            _typed(fields, "uses", int), _typed(fields, "created_at", int),
+            None if policy is None else UsagePolicy.from_bytes(policy),
+        )  # fmt: skip
+
+
+def _view_fields(data: bytes, what: str, names: set[str]) -> dict[str, Any]:
+    value = canonical.decode(data, max_size=1 << 22)
+    if not isinstance(value, dict) or set(value) != names:
+        raise FormatError(f"{what}: expected the fields {sorted(names)}")
+    return value
+
+
+def _typed(fields: dict[str, Any], name: str, kind: type) -> Any:
+    value = fields[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FormatError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 # --------------------------------------------------------------------------- the node
@@ -129,12 +195,22 @@ class TaskView:
 class Node:
     """A node in the folder ``path`` (created mode 0700 if missing), safe to open from several processes.
 
-    ``enclave``: the enclave to run tasks in; without one, the node opens one on
-    first use with its sealed state in ``path/enclave.state`` (platform:
-    ``MESATEE_HOME``'s default) and closes it with the node.
+    ``enclave``: the enclave to run tasks in, shared by the workers; without
+    one, each worker opens its own, all on the sealed state in
+    ``path/enclave.state`` (created once, under a lock; platform:
+    ``MESATEE_HOME``'s default), closed with the node.
+    ``scheduler``: the scheduler's settings; ``workers`` overrides its worker
+    count (0: this process stages tasks and another runs them).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, enclave: Enclave | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        enclave: Enclave | None = None,
+        workers: int | None = None,
+        scheduler: SchedulerConfig | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(self.path / "node.db")
@@ -142,15 +218,37 @@ class Node:
         self.verifier = RequestVerifier(self.db)
         self._enclave = enclave
         self._owns_enclave = enclave is None
+        config = scheduler or SchedulerConfig()
+        self.config = config if workers is None else replace(config, workers=workers)
+        self._changes = threading.Condition()
+        self.scheduler = Scheduler(self.db, self.blobs, self._worker_enclave, self.config, self._changed)
+        try:
+            self.scheduler.start()
+        except BaseException:
+            self.close()
+            raise
 
     # ----------------------------------------------------------------------- the enclave
 
+    def _open_enclave(self) -> Enclave:
+        from mesatee.core.enclave import Enclave
+
+        # Several processes may open a new node at once: the first creates the sealed state, the others load it.
+        with open(self.path / "enclave.lock", "a+b") as lock:
+            os.chmod(lock.fileno(), 0o600)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return Enclave(state_file=self.path / "enclave.state")
+
+    def _worker_enclave(self) -> tuple[Enclave, bool]:
+        if not self._owns_enclave:
+            return self.enclave, False
+        return self._open_enclave(), True
+
     @property
     def enclave(self) -> Enclave:
+        """The node's enclave (for evidence and identity; workers may run their own on the same sealed state)."""
         if self._enclave is None:
-            from mesatee.core.enclave import Enclave
-
-            self._enclave = Enclave(state_file=self.path / "enclave.state")
+            self._enclave = self._open_enclave()
         return self._enclave
 
     def evidence(self, nonce: bytes) -> bytes:
@@ -161,7 +259,9 @@ class Node:
     def enclave_identity(self) -> EnclaveIdentity:
         return self.enclave.identity
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the workers (runs still going after ``timeout`` go back to the queue), then close everything."""
+        self.scheduler.stop(timeout)
         if self._owns_enclave and self._enclave is not None:
             self._enclave.close()
             self._enclave = None
@@ -172,6 +272,10 @@ class Node:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _changed(self) -> None:
+        with self._changes:
+            self._changes.notify_all()
 
     # ----------------------------------------------------------------------- operator actions (local, audited)
 
@@ -323,7 +427,7 @@ class Node:
             manifest = self._manifest(accepted.conn, task_id)
             party_id = accepted.party.party_id
             authorize("task.approve", party_id, admitted=True, manifest=manifest)
-            _require_preparing(accepted.conn, task_id, "an approval")
+            require_preparing(accepted.conn, task_id, "an approval")
             verify_approval(manifest, party_id, signature)
             accepted.conn.execute(
                 "INSERT OR REPLACE INTO approvals (task_id, party_id, signature, created_at) VALUES (?, ?, ?, ?)",
@@ -336,7 +440,7 @@ class Node:
             manifest = self._manifest(accepted.conn, task_id)
             party_id = accepted.party.party_id
             authorize("input.assign", party_id, admitted=True, manifest=manifest, slot=slot)
-            _require_preparing(accepted.conn, task_id, "a grant")
+            require_preparing(accepted.conn, task_id, "a grant")
             now = int(time.time())
             accepted.conn.execute(
                 "INSERT OR REPLACE INTO grants (task_id, slot, party_id, ciphertext, created_at) "
@@ -351,82 +455,99 @@ class Node:
     def get_task(self, request: SignedRequest | bytes, task_id: bytes) -> TaskView:
         """The task as its participants see it."""
         with self._accept(request, "task.view", task_id.hex(), body=b"") as accepted:
-            conn = accepted.conn
-            manifest_bytes, _stored, error = task_row(conn, task_id)
-            manifest = Manifest.from_bytes(manifest_bytes)
+            manifest = self._manifest(accepted.conn, task_id)
             authorize("task.view", accepted.party.party_id, admitted=True, manifest=manifest)
-            has_result = conn.execute("SELECT 1 FROM results WHERE task_id = ?", (task_id,)).fetchone() is not None
-            return TaskView(
-                task_id,
-                manifest,
-                task_status(conn, task_id),
-                error,
-                frozenset(task_approvals(conn, task_id)),
-                frozenset(task_grants(conn, task_id)),
-                has_result,
-            )
+            return self._view(accepted.conn, task_id)
+
+    @staticmethod
+    def _view(conn: sqlite3.Connection, task_id: bytes) -> TaskView:
+        manifest_bytes, _stored, error = task_row(conn, task_id)
+        attempts, updated_at = conn.execute(
+            "SELECT attempts, updated_at FROM tasks WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        has_result = conn.execute("SELECT 1 FROM results WHERE task_id = ?", (task_id,)).fetchone() is not None
+        return TaskView(
+            task_id,
+            Manifest.from_bytes(manifest_bytes),
+            task_status(conn, task_id),
+            error,
+            frozenset(task_approvals(conn, task_id)),
+            frozenset(task_grants(conn, task_id)),
+            has_result,
+            attempts,
+            updated_at,
+        )
+
+    def list_tasks(self, request: SignedRequest | bytes) -> list[TaskView]:
+        """The tasks the requester takes part in, oldest first."""
+        with self._accept(request, "task.list", "", body=b"") as accepted:
+            rows = accepted.conn.execute(
+                "SELECT t.task_id FROM tasks t JOIN task_participants p USING (task_id) WHERE p.party_id = ? "
+                "ORDER BY t.created_at, t.task_id",
+                (accepted.party.party_id,),
+            ).fetchall()
+            return [self._view(accepted.conn, task_id) for (task_id,) in rows]
+
+    def list_datasets(self, request: SignedRequest | bytes) -> list[DatasetView]:
+        """The requester's own datasets, oldest first."""
+        with self._accept(request, "dataset.list", "", body=b"") as accepted:
+            rows = accepted.conn.execute(
+                "SELECT d.dataset_id, d.size, d.format, d.uses, d.created_at, p.policy FROM datasets d "
+                "LEFT JOIN dataset_policies p USING (dataset_id) WHERE d.owner = ? ORDER BY d.created_at, d.dataset_id",
+                (accepted.party.party_id,),
+            ).fetchall()
+        return [DatasetView(*row[:5], None if row[5] is None else UsagePolicy.from_bytes(row[5])) for row in rows]
 
     def cancel_task(self, request: SignedRequest | bytes, task_id: bytes) -> None:
-        """Cancel a task before it runs (creator only)."""
+        """Cancel a task that has not ended (creator only); a running task's result will be discarded."""
         with self._accept(request, "task.cancel", task_id.hex(), body=b"") as accepted:
             manifest = self._manifest(accepted.conn, task_id)
             authorize("task.cancel", accepted.party.party_id, admitted=True, manifest=manifest)
             transition(accepted.conn, task_id, "Canceled")
+        self._changed()
 
     # ----------------------------------------------------------------------- running
 
-    def invoke_task(self, request: SignedRequest | bytes, task_id: bytes, now: int | None = None) -> str:
-        """Run an approved task in the enclave now (creator only); return its final status, Finished or Failed.
+    def invoke_task(self, request: SignedRequest | bytes, task_id: bytes, options: bytes = b"") -> str:
+        """Stage an approved task for the scheduler (creator only); return its status, ``"Staged"``.
 
-        ``now``: the host time handed to the enclave (default: the clock).
+        ``options``: :func:`invoke_options` (a timeout for this task's run), signed as the request's body.
         """
-        with self._accept(request, "task.invoke", task_id.hex(), body=b"") as accepted:
+        with self._accept(request, "task.invoke", task_id.hex(), body=options) as accepted:
             conn = accepted.conn
             manifest = self._manifest(conn, task_id)
             authorize("task.invoke", accepted.party.party_id, admitted=True, manifest=manifest)
+            timeout = _parse_invoke_options(options)
             transition(conn, task_id, "Staged")
-            transition(conn, task_id, "Running")
-            invocation = self._invocation(conn, task_id, manifest, int(time.time()) if now is None else now)
-        # The persistent scheduler (a later session) plugs in here: the task stays Staged in the database, and a
-        # worker takes it, moves it to Running and calls _run. Until then the request runs the task synchronously.
-        return self._run(task_id, invocation)
-
-    def _invocation(self, conn: sqlite3.Connection, task_id: bytes, manifest: Manifest, now: int) -> bytes:
-        inputs = {slot: self.blobs.get(i.dataset_id.hex()) for slot, i in manifest.inputs.items()}
-        manifest_bytes = task_row(conn, task_id)[0]
-        return encode_invocation(manifest_bytes, task_approvals(conn, task_id), task_grants(conn, task_id), inputs, now)
-
-    def _run(self, task_id: bytes, invocation: bytes) -> str:
-        try:
-            result = TaskResult.from_bytes(self.enclave.invoke(invocation))
-        except TaskRefusedError as exc:
-            self._finish(task_id, "Failed", str(exc))
-            return "Failed"
-        except BaseException as exc:
-            self._finish(task_id, "Failed", f"internal error ({type(exc).__name__})")
-            raise
-        self._store_result(task_id, result)
-        return "Finished"
-
-    def _finish(self, task_id: bytes, status: str, detail: str = "") -> None:
-        with self.db.transaction() as conn:
-            transition(conn, task_id, status, error=detail or None)
-            outcome = audit.ACCEPTED if status == "Finished" else audit.REFUSED
-            audit.append(conn, party=ENCLAVE, action="task.run", target=task_id.hex(), outcome=outcome, detail=detail)
-
-    def _store_result(self, task_id: bytes, result: TaskResult) -> None:
-        blob_ids = {slot: self.blobs.put(output.file) for slot, output in result.outputs.items()}
-        now = int(time.time())
-        with self.db.transaction() as conn:
             conn.execute(
-                "INSERT INTO results (task_id, receipt, signature, return_value, created_at) VALUES (?, ?, ?, ?, ?)",
-                (task_id, result.receipt_bytes, result.signature, _hex_map(result.return_value), now),
+                "UPDATE tasks SET staged_at = ?, not_before = 0, attempts = 0, timeout = ? WHERE task_id = ?",
+                (time.time(), timeout, task_id),
             )
-            conn.executemany(
-                "INSERT INTO result_outputs (task_id, slot, blob_id, keys) VALUES (?, ?, ?, ?)",
-                [(task_id, slot, blob_ids[slot], _hex_map(o.keys)) for slot, o in result.outputs.items()],
-            )
-            self._finish(task_id, "Finished")
+        self.scheduler.wake()
+        self._changed()
+        return "Staged"
+
+    def watch_task(
+        self, request: SignedRequest | bytes, task_id: bytes, *, after: str | None = None, timeout: float = 0.0
+    ) -> TaskView:
+        """The task's view once its status is not ``after`` (at once when ``after`` is None), or after ``timeout``
+        seconds (at most :data:`MAX_WATCH`) whatever it is. One signed request however long it waits."""
+        if after is not None and after not in STATUSES:
+            raise InvalidArgumentError(f"after must be a task status, not {after!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout <= MAX_WATCH:
+            raise InvalidArgumentError(f"timeout must be 0 to {MAX_WATCH} seconds, not {timeout!r}")
+        view = self.get_task(request, task_id)
+        deadline = time.monotonic() + timeout
+        conn = self.db.connection()
+        while view.status == after and not view.done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with self._changes:  # woken by this process's changes; other processes' are seen by polling
+                self._changes.wait(min(left, self.config.poll_interval))
+            if task_status(conn, task_id) != after:
+                view = self._view(conn, task_id)
+        return view
 
     # ----------------------------------------------------------------------- results
 
@@ -486,6 +607,18 @@ def _check_target(accepted: AcceptedRequest, target: str) -> None:
 
 def _operator(conn: sqlite3.Connection, action: str, target: str) -> None:
     audit.append(conn, party=audit.OPERATOR, action=action, target=target, outcome=audit.ACCEPTED)
+
+
+def store_result(conn: sqlite3.Connection, task_id: bytes, result: TaskResult, blob_ids: dict[str, str]) -> None:
+    """Record a task's result (its outputs already stored as the blobs ``blob_ids``) in the caller's transaction."""
+    conn.execute(
+        "INSERT INTO results (task_id, receipt, signature, return_value, created_at) VALUES (?, ?, ?, ?, ?)",
+        (task_id, result.receipt_bytes, result.signature, _hex_map(result.return_value), int(time.time())),
+    )
+    conn.executemany(
+        "INSERT INTO result_outputs (task_id, slot, blob_id, keys) VALUES (?, ?, ?, ?)",
+        [(task_id, slot, blob_ids[slot], _hex_map(o.keys)) for slot, o in result.outputs.items()],
+    )
 
 
 def _hex_map(value: Any) -> bytes:

@@ -171,17 +171,25 @@ class SignedRequest:
         party_id: bytes,
         action: str,
         target: str,
-        body: bytes,
+        body: bytes = b"",
         *,
+        body_digest: bytes | None = None,
         now: int | None = None,
         nonce: bytes | None = None,
     ) -> SignedRequest:
-        """A request signed with ``key`` (for a ``Party`` use :func:`sign_request`)."""
+        """A request signed with ``key`` (for a ``Party`` use :func:`sign_request`).
+
+        ``body_digest``: the body's SHA-256, given instead of the body (a stream hashed beforehand).
+        """
+        if body_digest is None:
+            body_digest = hashlib.sha256(require_bytes("body", body)).digest()
+        elif body:
+            raise InvalidArgumentError("give the body or its digest, not both")
         unsigned = cls(
             party_id=party_id,
             action=action,
             target=target,
-            body_digest=hashlib.sha256(require_bytes("body", body)).digest(),
+            body_digest=body_digest,
             timestamp=int(time.time()) if now is None else int(now),
             nonce=os.urandom(NONCE_SIZE) if nonce is None else nonce,
         )
@@ -189,15 +197,25 @@ class SignedRequest:
 
 
 def sign_request(
-    party: Party, action: str, target: str, body: bytes = b"", *, now: int | None = None, nonce: bytes | None = None
+    party: Party,
+    action: str,
+    target: str,
+    body: bytes = b"",
+    *,
+    body_digest: bytes | None = None,
+    now: int | None = None,
+    nonce: bytes | None = None,
 ) -> SignedRequest:
-    """``party``'s signed request to ``action`` on ``target`` with ``body``, timestamped now with a fresh nonce."""
+    """``party``'s signed request to ``action`` on ``target`` with ``body`` (or its ``body_digest``), timestamped
+    now with a fresh nonce."""
     if not isinstance(party, Party):
         raise InvalidArgumentError(f"party must be a Party, not {type(party).__name__}")
     # Party offers no generic signing method (by design: its key signs only labelled statements); the request label
     # is one of those, so the node layer reaches for the key here, and only here.
     key: Ed25519PrivateKey = party._signing_key
-    return SignedRequest.create(key, party.party_id, action, target, body, now=now, nonce=nonce)
+    return SignedRequest.create(
+        key, party.party_id, action, target, body, body_digest=body_digest, now=now, nonce=nonce
+    )
 
 
 def purge_nonces(conn: sqlite3.Connection, now: int) -> int:

@@ -158,11 +158,15 @@ class DatasetKey:
 
 @dataclass(frozen=True)
 class OpenedResult:
-    """A verified result as one party sees it: the receipt, its return value (if addressed to it), its outputs."""
+    """A verified result as one party sees it: the receipt, its return value (if addressed to it), its outputs.
+
+    ``missing``: outputs this party owns that the result did not carry (deleted from the node, or withheld by it).
+    """
 
     receipt: Receipt
     return_value: bytes | None = field(repr=False)
     outputs: MappingProxyType[str, bytes] = field(repr=False)
+    missing: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------- party file
@@ -444,8 +448,12 @@ class Party:
         if set(receipt.outputs) != set(manifest.outputs):
             raise FormatError(f"the result's outputs {sorted(receipt.outputs)} are not the manifest's")
         outputs: dict[str, bytes] = {}
+        missing: set[str] = set()
         for slot, spec in manifest.outputs.items():
             if self.party_id not in spec.owners:
+                continue
+            if slot not in result.outputs:
+                missing.add(slot)
                 continue
             sealed = result.outputs[slot].keys.get(self.party_id)
             if sealed is None:
@@ -458,4 +466,4 @@ class Party:
         value = None
         if sealed_value is not None:
             value = unpad_return_value(hpke.open(self._hpke_key, sealed_value, hpke.return_value_info(manifest.hash)))
-        return OpenedResult(receipt, value, MappingProxyType(outputs))
+        return OpenedResult(receipt, value, MappingProxyType(outputs), frozenset(missing))

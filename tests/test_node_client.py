@@ -1,0 +1,110 @@
+"""A party's Client of a node: whole workflows with every request signed for it, enclave verified first."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import mesatee
+from conftest import REPO
+from mesatee.errors import AttestationError, PolicyError, TaskStateError
+from mesatee.node import UsagePolicy
+from node_host import NodeWorld
+
+TEACLAVE = REPO.parent / "shared" / "fixtures" / "teaclave" / "ordered_set_intersect"
+
+
+def intersection(world: NodeWorld) -> tuple[bytes, object]:
+    alice, bob = world.client("alice"), world.client("bob")
+    data1 = alice.encrypt_and_upload(TEACLAVE / "psi0.txt")
+    data2 = bob.encrypt_and_upload((TEACLAVE / "psi1.txt").read_bytes())
+    a, b = world.parties["alice"].identity, world.parties["bob"].identity
+    manifest = alice.new_manifest(
+        "ordered_set_intersect",
+        inputs={"input_data1": (a, data1), "input_data2": (b, data2)},
+        outputs={"output_result1": [a], "output_result2": [b]},
+    )
+    task_id = alice.create_task(manifest)
+    return task_id, manifest
+
+
+def test_two_parties_intersect_through_their_clients(node_world: NodeWorld) -> None:
+    alice, bob = node_world.client("alice"), node_world.client("bob")
+    assert mesatee.Client is type(alice)
+    task_id, manifest = intersection(node_world)
+    assert alice.task(task_id).status == "Created"
+    assert alice.grant(task_id) == ["input_data1"] and bob.grant(task_id) == ["input_data2"]
+    assert bob.task(task_id).status == "DataAssigned"
+    alice.approve(manifest)
+    bob.approve(task_id)
+    assert alice.task(task_id).status == "Approved"
+    seen: list[str] = []
+    assert alice.invoke(task_id) == "Staged"
+    view = alice.wait(task_id, 30, on_progress=lambda v: seen.append(v.status))
+    assert view.status == "Finished" and view.has_result and view.attempts == 1
+    assert seen[-1] == "Finished" and set(seen) <= {"Staged", "Running", "Finished"}
+    for client, slot, expected in ((alice, "output_result1", b"0101010"), (bob, "output_result2", b"01101")):
+        opened = client.result(task_id)
+        assert opened.return_value == b"3 common items"
+        assert dict(opened.outputs) == {slot: expected}
+    assert [t.task_id for t in bob.tasks()] == [task_id]
+    assert node_world.client("carol").tasks() == []
+    node_world.node.verify_audit_log()
+
+
+def test_a_dataset_policy_set_through_the_client_refuses_a_task(node_world: NodeWorld) -> None:
+    alice, bob = node_world.client("alice"), node_world.client("bob")
+    dataset_id = bob.encrypt_and_upload(b"1\n2\n")
+    bob.set_policy(dataset_id, UsagePolicy(allowed_functions=("ordered_set_join",)))
+    (listed,) = bob.datasets()
+    assert listed.dataset_id == dataset_id and listed.policy == UsagePolicy(allowed_functions=("ordered_set_join",))
+    assert alice.datasets() == []
+    mine = alice.encrypt_and_upload(b"1\n3\n")
+    a, b = node_world.parties["alice"].identity, node_world.parties["bob"].identity
+    manifest = alice.new_manifest(
+        "ordered_set_intersect",
+        inputs={"input_data1": (a, mine), "input_data2": (b, dataset_id)},
+        outputs={"output_result1": [a], "output_result2": [b]},
+    )
+    with pytest.raises(PolicyError, match="rule function:"):
+        alice.create_task(manifest)
+    bob.delete_dataset(dataset_id)
+    assert bob.datasets() == []
+
+
+def test_waiting_cancelling_and_a_failed_task(node_world: NodeWorld) -> None:
+    alice, bob = node_world.client("alice"), node_world.client("bob")
+    task_id = node_world.echo()
+    with pytest.raises(TimeoutError, match="still Approved"):
+        alice.wait(task_id, 0.2)
+    alice.cancel(task_id)
+    assert bob.wait(task_id, 5).status == "Canceled"
+    with pytest.raises(TaskStateError, match="is Canceled"):
+        bob.result(task_id)
+    opened = alice.run(node_world.echo(message="once more"), timeout=30)
+    assert opened.return_value == b"once more"
+
+
+def test_the_client_refuses_an_enclave_its_policy_does_not_accept(node_world: NodeWorld) -> None:
+    alice = node_world.client("alice")
+    task_id, _manifest = intersection(node_world)
+    strict = mesatee.Client(
+        node_world.api, node_world.parties["alice"], dataclasses.replace(node_world.policy, mrenclave=bytes(32))
+    )
+    with pytest.raises(AttestationError):
+        strict.grant(task_id)
+    assert alice.task(task_id).assigned == frozenset()
+
+
+def test_deleting_results(node_world: NodeWorld) -> None:
+    alice, bob = node_world.client("alice"), node_world.client("bob")
+    task_id, _manifest = intersection(node_world)
+    for client in (alice, bob):
+        client.grant(task_id)
+        client.approve(task_id)
+    alice.run(task_id, timeout=30)
+    assert bob.delete_result(task_id) == ["output_result2"]
+    assert dict(alice.result(task_id).outputs) == {"output_result1": b"0101010"}
+    opened = bob.result(task_id)
+    assert dict(opened.outputs) == {} and opened.missing == {"output_result2"}
