@@ -109,20 +109,26 @@ def compare(candidates: Sequence[Candidate], config: Config) -> dict[str, Timing
 
 @dataclass(frozen=True)
 class Goal:
-    """A goal for one figure: ``ratio_at_least`` (figure / baseline) or ``value_below`` (in the figure's unit)."""
+    """A goal for one figure: ``ratio_at_least`` (figure / baseline), ``value_below`` or ``value_at_least`` (in
+    the figure's unit)."""
 
     ratio_at_least: float | None = None
     value_below: float | None = None
+    value_at_least: float | None = None
 
     def describe(self, unit: str) -> str:
         if self.ratio_at_least is not None:
             return f">= {self.ratio_at_least:g}x"
         if self.value_below is not None:
             return f"< {self.value_below:g} {unit}"
+        if self.value_at_least is not None:
+            return f">= {self.value_at_least:g} {unit}"
         return "-"
 
     def met(self, value: float, ratio: float) -> bool:
         if self.ratio_at_least is not None and ratio < self.ratio_at_least:
+            return False
+        if self.value_at_least is not None and value < self.value_at_least:
             return False
         return not (self.value_below is not None and value >= self.value_below)
 

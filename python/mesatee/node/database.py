@@ -3,7 +3,9 @@
 One file (``node.db``) in WAL mode, shared by every process that opens the
 node. Each thread gets its own connection (``busy_timeout`` so that writers
 wait for each other instead of failing; foreign keys on; ``synchronous=FULL``
-so an accepted request survives a power loss). Writes go through
+so an accepted request survives a power loss, except in the transactions that
+ask for less: the scheduler's claims and lease renewals, whose loss only runs a
+task again). Writes go through
 :meth:`Database.transaction`, which takes the write lock at ``BEGIN
 IMMEDIATE`` so a read-then-write sequence cannot be interleaved with another
 process's; a nested ``transaction()`` on the same thread is a savepoint.
@@ -177,6 +179,7 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN staged_at REAL;
     ALTER TABLE tasks ADD COLUMN not_before REAL NOT NULL DEFAULT 0;
     ALTER TABLE tasks ADD COLUMN started_at REAL;
+    ALTER TABLE tasks ADD COLUMN ended_at REAL;
     ALTER TABLE tasks ADD COLUMN deadline REAL;
     ALTER TABLE tasks ADD COLUMN lease_owner TEXT;
     ALTER TABLE tasks ADD COLUMN lease_until REAL;
@@ -230,6 +233,7 @@ class Database:
         self.busy_timeout = float(busy_timeout)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -268,6 +272,7 @@ class Database:
             conn = self._connect()
             self._local.conn = conn
             self._local.pid = os.getpid()
+            self._local.durable = True
             with self._lock:
                 self._connections.append(conn)
         return conn
@@ -275,13 +280,18 @@ class Database:
     _savepoints = itertools.count()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``): committed on success, rolled back on any exception.
 
         Nested on the same thread it is a savepoint: an exception rolls back the
         inner part only, and the outer transaction decides what is committed.
+        ``durable=False``: the commit is not flushed to disk (it survives the
+        process dying, not a power loss); about 10x cheaper.
         """
         conn = self.connection()
+        if not conn.in_transaction and getattr(self._local, "durable", True) != durable:
+            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._local.durable = durable
         if conn.in_transaction:
             name = f"sp{next(self._savepoints)}"
             conn.execute(f"SAVEPOINT {name}")
@@ -293,13 +303,16 @@ class Database:
                 raise
             conn.execute(f"RELEASE {name}")
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        # This process's writers queue on a lock instead of SQLite's busy handler, which sleeps for milliseconds
+        # between retries; other processes still wait in the busy handler.
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close every connection this object opened (connections must not be in use by other threads)."""

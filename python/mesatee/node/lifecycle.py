@@ -10,6 +10,7 @@ failure (a worker died, storage failed) goes back to the queue.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 
@@ -17,7 +18,16 @@ from mesatee.core.manifest import Manifest
 from mesatee.errors import TaskStateError
 from mesatee.node.database import task_approvals, task_grants, task_row
 
-__all__ = ["FINAL_STATUSES", "PREPARING_STATUSES", "STATUSES", "TRANSITIONS", "STORED", "task_status", "transition"]
+__all__ = [
+    "stored_manifest",
+    "FINAL_STATUSES",
+    "PREPARING_STATUSES",
+    "STATUSES",
+    "TRANSITIONS",
+    "STORED",
+    "task_status",
+    "transition",
+]
 
 STATUSES = ("Created", "DataAssigned", "Approved", "Staged", "Running", "Finished", "Failed", "Canceled")
 #: The legal moves. Created → DataAssigned → Approved happen as grants and approvals arrive (derived, not stored).
@@ -39,12 +49,26 @@ STORED = {"Staged": "ready", "Running": "running", "Finished": "done", "Failed":
 _FROM_STORED = {stored: status for status, stored in STORED.items()}
 
 
+_CACHED_MANIFEST_SIZE = 16 << 10
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_small_manifest(data: bytes) -> Manifest:
+    return Manifest.from_bytes(data)
+
+
+def stored_manifest(data: bytes) -> Manifest:
+    """A stored task's manifest, parsed once per process for the usual small ones (parsing is strict, so slow;
+    the same bytes always parse to the same immutable manifest, so the cache cannot change an answer)."""
+    return _parse_small_manifest(data) if len(data) <= _CACHED_MANIFEST_SIZE else Manifest.from_bytes(data)
+
+
 def task_status(conn: sqlite3.Connection, task_id: bytes) -> str:
     """The task's Teaclave status: stored once it is staged, derived from its grants and approvals before."""
     manifest_bytes, stored, _error = task_row(conn, task_id)
     if stored != "created":
         return _FROM_STORED[stored]
-    manifest = Manifest.from_bytes(manifest_bytes)
+    manifest = stored_manifest(manifest_bytes)
     if set(task_grants(conn, task_id)) != set(manifest.inputs):
         return "Created"
     if set(task_approvals(conn, task_id)) >= set(manifest.participants):
@@ -63,10 +87,11 @@ def transition(conn: sqlite3.Connection, task_id: bytes, target: str, *, error: 
         raise TaskStateError(
             f"task {task_id.hex()} cannot go from {current} to {target}", current=current, target=target
         )
+    now = time.time()
     conn.execute(
-        "UPDATE tasks SET status = ?, updated_at = ?, error = ?, "
+        "UPDATE tasks SET status = ?, updated_at = ?, error = ?, ended_at = ?, "
         "lease_owner = CASE WHEN ? = 'running' THEN lease_owner END WHERE task_id = ?",
-        (STORED[target], int(time.time()), error, STORED[target], task_id),
+        (STORED[target], int(now), error, now if target in FINAL_STATUSES else None, STORED[target], task_id),
     )
     return current
 

@@ -47,7 +47,14 @@ from mesatee.node.database import (
     task_grants,
     task_row,
 )
-from mesatee.node.lifecycle import FINAL_STATUSES, STATUSES, require_preparing, task_status, transition
+from mesatee.node.lifecycle import (
+    FINAL_STATUSES,
+    STATUSES,
+    require_preparing,
+    stored_manifest,
+    task_status,
+    transition,
+)
 from mesatee.node.policy import DatasetTerms, UsagePolicy, authorize, check_task
 from mesatee.node.requests import AcceptedRequest, RequestVerifier, SignedRequest
 from mesatee.node.scheduler import Scheduler, SchedulerConfig
@@ -58,6 +65,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_WATCH", "STATUSES", "DatasetView", "Node", "TaskView", "invoke_options", "store_result"]
 
+#: Requests that change nothing but their nonce and audit entry (see ``RequestVerifier.accept``'s ``durable``).
+READ_ACTIONS = frozenset({"task.view", "task.list", "dataset.list", "output.fetch"})
 MAX_WATCH = 60.0  # seconds one watch_task call may wait
 MAX_TASK_TIMEOUT = 7 * 24 * 3600
 
@@ -315,14 +324,17 @@ class Node:
 
         ``target`` None: the caller checks it (:func:`_check_target`) once it knows it.
         """
-        with self.verifier.accept(request, body=body, body_digest=body_digest, action=action) as accepted:
+        durable = action not in READ_ACTIONS
+        with self.verifier.accept(
+            request, body=body, body_digest=body_digest, action=action, durable=durable
+        ) as accepted:
             if target is not None:
                 _check_target(accepted, target)
             yield accepted
 
     @staticmethod
     def _manifest(conn: sqlite3.Connection, task_id: bytes) -> Manifest:
-        return Manifest.from_bytes(task_row(conn, task_id)[0])
+        return stored_manifest(task_row(conn, task_id)[0])
 
     # ----------------------------------------------------------------------- datasets
 
@@ -468,7 +480,7 @@ class Node:
         has_result = conn.execute("SELECT 1 FROM results WHERE task_id = ?", (task_id,)).fetchone() is not None
         return TaskView(
             task_id,
-            Manifest.from_bytes(manifest_bytes),
+            stored_manifest(manifest_bytes),
             task_status(conn, task_id),
             error,
             frozenset(task_approvals(conn, task_id)),

@@ -308,8 +308,12 @@ class RequestVerifier:
         body_digest: bytes | None = None,
         action: str | None = None,
         now: float | None = None,
+        durable: bool = True,
     ) -> Iterator[AcceptedRequest]:
         """Check ``request`` and run what it asks in one write transaction, audited either way.
+
+        ``durable=False`` for requests that only read: their nonce and audit entry survive the process dying but
+        not a power cut (see ``Database.transaction``).
 
         Inside the ``with`` block the caller makes the request's change through
         ``accepted.conn``; on success the change, the nonce and an ``accepted``
@@ -328,7 +332,7 @@ class RequestVerifier:
         try:
             if parsed is None:
                 parsed = SignedRequest.from_bytes(require_bytes("request", request))
-            with self.db.transaction() as conn:
+            with self.db.transaction(durable=durable) as conn:
                 if action is not None and parsed.action != action:
                     raise RequestError(
                         f"request refused: signed for action {parsed.action!r}, not {action!r}", reason="action"
