@@ -103,9 +103,8 @@ def node_world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
     ``RemoteNode`` of a service serving the same folder in a subprocess, which runs the tasks (the test's
     ``Node`` only admits parties and reads the audit log: workers=0).
     """
-    from node_host import open_world, start_service
-
     from mesatee.node.remote import RemoteNode
+    from node_host import open_world, start_service
 
     monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "home"))
     remote = request.param == "remote"

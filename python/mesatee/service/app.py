@@ -127,8 +127,9 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 async def _no_body(request: Request) -> None:
-    if await _body(request, 0):
-        raise Refusal(400, InvalidArgumentError("this route takes no body"))
+    async for chunk in request.stream():
+        if chunk:
+            raise Refusal(400, InvalidArgumentError("this route takes no body"))
 
 
 async def _fields(request: Request, names: dict[str, type], limit: int) -> dict[str, Any]:
@@ -143,6 +144,14 @@ def _hex(text: str, what: str, limit: int) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         raise InvalidArgumentError(f"{what} must be 1 to {limit} bytes in lowercase hex") from None
+
+
+def _number(text: str, what: str) -> int | float:
+    """A number from a query, an int when written as one (the node sees what the client passed)."""
+    try:
+        return int(text) if text.lstrip("-").isdigit() else float(text[:40])
+    except ValueError:
+        raise InvalidArgumentError(f"{what} must be a number of seconds, not {text[:40]!r}") from None
 
 
 def _answer(**fields: Any) -> Response:
@@ -339,11 +348,12 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
         return _answer(task=(await _run(node.get_task, signed, _hex(task_id, "task id", MAX_ID))).to_bytes())
 
     @app.get(f"{API_PREFIX}/tasks/{{task_id}}/watch")
-    async def watch_task(task_id: str, request: Request, after: str | None = None, timeout: float = 0.0) -> Response:
+    async def watch_task(task_id: str, request: Request, after: str | None = None, timeout: str = "0") -> Response:
         """A task's view once its status is not ``after``, or after ``timeout`` seconds (``task.view``)."""
         signed = _signed(request)
         await _no_body(request)
-        view = await _run(node.watch_task, signed, _hex(task_id, "task id", MAX_ID), after=after, timeout=timeout)
+        seconds = _number(timeout, "timeout")
+        view = await _run(node.watch_task, signed, _hex(task_id, "task id", MAX_ID), after=after, timeout=seconds)
         return _answer(task=view.to_bytes())
 
     @app.post(f"{API_PREFIX}/tasks/{{task_id}}/approvals")
