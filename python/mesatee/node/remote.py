@@ -58,7 +58,9 @@ UPLOAD_CHUNK = 1 << 20  # bytes per piece of a streamed upload body
 MAX_ANSWER = 1 << 26  # a msgpack answer (task lists hold manifests); results stream separately
 MAX_RESULT = 1 << 36  # a TaskResult: its outputs' ciphertext
 MAX_ERROR_MESSAGE = 2000
-UPLOAD_RESUMES = 5  # times one upload resumes after a dropped connection before giving up
+UPLOAD_RESUMES = 6  # times one upload resumes after a dropped connection before giving up (about 13 s in all)
+RESUME_DELAY = 0.25  # seconds before the first resumption, doubled each time
+MAX_RESUME_DELAY = 5.0
 WATCH_MARGIN = 30.0  # seconds a watch's answer may take beyond the time it waits
 
 
@@ -152,6 +154,7 @@ def _seekable(ciphertext: bytes | BinaryIO) -> tuple[BinaryIO, int]:
         spool = tempfile.TemporaryFile()  # noqa: SIM115 - the caller's upload closes it with the session
         while block := ciphertext.read(UPLOAD_CHUNK):
             spool.write(block)
+        spool.seek(0)
         ciphertext = spool  # type: ignore[assignment]
     start = ciphertext.tell()
     size = ciphertext.seek(0, os.SEEK_END) - start
@@ -241,9 +244,11 @@ class RemoteNode:
                 fields={"size": size, "format": format},
             )  # fmt: skip
             path = f"/uploads/{quote(session['upload_id'], safe='')}"
-            offset = session["offset"]
+            offset: int | None = session["offset"]
             for attempt in range(UPLOAD_RESUMES + 1):
                 try:
+                    if offset is None:  # after a dropped connection: where the service's staged bytes end
+                        offset = self._call("GET", path, None, {"offset": int, "size": int})["offset"]
                     if offset < size:
                         stream.seek(start + offset)
                         offset = self._call(
@@ -254,8 +259,8 @@ class RemoteNode:
                 except httpx.TransportError:
                     if attempt == UPLOAD_RESUMES:
                         raise
-                    time.sleep(0.2 * 2**attempt)
-                    offset = self._call("GET", path, None, {"offset": int, "size": int})["offset"]
+                    time.sleep(min(RESUME_DELAY * 2**attempt, MAX_RESUME_DELAY))
+                    offset = None
             return self._call("POST", f"{path}/commit", request, {"dataset_id": bytes})["dataset_id"]
         finally:
             if stream is not ciphertext:
