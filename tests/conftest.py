@@ -95,12 +95,27 @@ def probe():
         pytest.fail(str(exc))
 
 
-@pytest.fixture
-def node_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A node with its own enclave on a fresh platform, two workers, alice, bob and carol admitted."""
-    from node_host import open_world
+@pytest.fixture(params=["local", "remote"])
+def node_world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A node with its own enclave on a fresh platform, alice, bob and carol admitted; two enclave workers.
+
+    ``local``: the clients call the ``Node`` in process, which runs the tasks. ``remote``: they call a
+    ``RemoteNode`` of a service serving the same folder in a subprocess, which runs the tasks (the test's
+    ``Node`` only admits parties and reads the audit log: workers=0).
+    """
+    from mesatee.node.remote import RemoteNode
+    from node_host import open_world, start_service
 
     monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "home"))
-    world = open_world(tmp_path / "node", workers=2)
-    yield world
-    world.node.close()
+    remote = request.param == "remote"
+    world = open_world(tmp_path / "node", workers=0 if remote else 2)
+    service = start_service(tmp_path / "node", workers=2) if remote else None
+    if service is not None:
+        world.api = RemoteNode(service.url)
+    try:
+        yield world
+    finally:
+        if service is not None:
+            world.api.close()  # type: ignore[attr-defined]
+            service.stop()
+        world.node.close()

@@ -249,16 +249,9 @@ class RequestVerifier:
     def _now(self, now: float | None) -> int:
         return int(self.clock() if now is None else now)
 
-    def check(
-        self,
-        conn: sqlite3.Connection,
-        request: SignedRequest,
-        *,
-        body: bytes | None = None,
-        body_digest: bytes | None = None,
-        now: int,
-    ) -> PartyRecord:
-        """Every check, in order, inside the caller's transaction; records the nonce. No audit entry."""
+    @staticmethod
+    def _signer(conn: sqlite3.Connection, request: SignedRequest) -> PartyRecord:
+        """The checks ``unsigned``, ``unknown-party``, ``not-admitted`` and ``signature``: the admitted signer."""
         if not request.signature:
             raise RequestError("request refused: unsigned", reason="unsigned")
         row = conn.execute(
@@ -278,18 +271,26 @@ class RequestVerifier:
             raise RequestError(
                 "request refused: the signature does not verify under the party's key", reason="signature"
             ) from None
+        return party
+
+    def check(
+        self,
+        conn: sqlite3.Connection,
+        request: SignedRequest,
+        *,
+        body: bytes | None = None,
+        body_digest: bytes | None = None,
+        now: int,
+    ) -> PartyRecord:
+        """Every check, in order, inside the caller's transaction; records the nonce. No audit entry."""
+        party = self._signer(conn, request)
         if body_digest is None:
             body_digest = hashlib.sha256(require_bytes("body", body if body is not None else b"")).digest()
         elif body is not None:
             raise InvalidArgumentError("give the body or its digest, not both")
         if require_bytes("body_digest", body_digest, 32) != request.body_digest:
             raise RequestError("request refused: the body does not match the signed digest", reason="body")
-        if abs(now - request.timestamp) > self.window:
-            raise RequestError(
-                f"request refused: stale (timestamp {request.timestamp} is {now - request.timestamp:+d} s from the "
-                f"node's clock; the window is {self.window} s)",
-                reason="stale",
-            )
+        self._check_fresh(request, now)
         purge_nonces(conn, now)
         cursor = conn.execute(
             "INSERT INTO request_nonces (party_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -298,6 +299,29 @@ class RequestVerifier:
         if cursor.rowcount == 0:
             raise RequestError("request refused: replayed (this nonce was already used)", reason="replayed")
         return party
+
+    def _check_fresh(self, request: SignedRequest, now: int) -> None:
+        if abs(now - request.timestamp) > self.window:
+            raise RequestError(
+                f"request refused: stale (timestamp {request.timestamp} is {now - request.timestamp:+d} s from the "
+                f"node's clock; the window is {self.window} s)",
+                reason="stale",
+            )
+
+    def authenticate(
+        self, request: SignedRequest | bytes, *, action: str, now: float | None = None
+    ) -> tuple[SignedRequest, PartyRecord]:
+        """Check a request's form, action, signer and freshness, but neither consume its nonce nor audit it.
+
+        For a step that only reserves resources ahead of the request's own acceptance (the service's upload
+        staging area): the request itself is accepted later, with every check, by the method it was signed for.
+        """
+        parsed = request if isinstance(request, SignedRequest) else SignedRequest.from_bytes(request)
+        if parsed.action != action:
+            raise RequestError(f"request refused: signed for action {parsed.action!r}, not {action!r}", reason="action")
+        party = self._signer(self.db.connection(), parsed)
+        self._check_fresh(parsed, self._now(now))
+        return parsed, party
 
     @contextmanager
     def accept(
