@@ -108,17 +108,38 @@ def test_teaclave_principal_components_analysis(world, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- cross-checks
 
 
-def test_gradient_descent_equals_numpy_with_and_without_l2(world, tmp_path: Path) -> None:
-    x, y = logistic_data(np.random.default_rng(1), 200, 6)
+# Rows and features around the core's blocks of rows and groups of 4 (remainders 0 to 3).
+@pytest.mark.parametrize("rows, features", [(200, 6), (203, 8), (61, 1), (46, 37)])
+def test_gradient_descent_equals_numpy_with_and_without_l2(world, tmp_path: Path, rows: int, features: int) -> None:
+    x, y = logistic_data(np.random.default_rng(1), rows, features)
     data = csv(np.column_stack([x, y]))
     for l2 in (0.0, 0.05):
-        _, model = train(world, tmp_path / str(l2), data, alg_alpha=0.5, alg_iters=40, feature_size=6, l2=l2)
-        x1, beta = np.column_stack([np.ones(len(x)), x]), np.full(7, 0.5)
+        _, model = train(world, tmp_path / str(l2), data, alg_alpha=0.5, alg_iters=40, feature_size=features, l2=l2)
+        x1, beta = np.column_stack([np.ones(len(x)), x]), np.full(features + 1, 0.5)
         for _ in range(40):
             grad = x1.T @ (1 / (1 + np.exp(-(x1 @ beta))) - y) / len(x)
             grad[1:] += l2 * beta[1:]
             beta = beta - 0.5 * grad
         np.testing.assert_allclose(json.loads(model)["parameters"], beta, rtol=0, atol=1e-12)
+
+
+def test_gradient_sigmoid_is_accurate(probe) -> None:
+    """The gradient's own sigmoid (no libm call) against 1 / (1 + e^-z) in long double."""
+
+    def sigmoid(z: np.ndarray) -> np.ndarray:
+        reply = probe("bench", what="learning_sigmoid", iterations=1, data=z.tobytes(), cols=1, extra=b"")
+        return np.frombuffer(reply["result"])
+
+    rng = np.random.default_rng(7)
+    z = np.concatenate([np.linspace(-708, 708, 400_001), rng.uniform(-40, 40, 400_000), [0.0, -0.0, 1e-300]])
+    got = sigmoid(z)
+    exact = 1 / (1 + np.exp(-z.astype(np.longdouble)))
+    ulps = np.abs(got - exact) / np.spacing(exact.astype(float))
+    assert ulps.max() <= 2.5  # as the formula with a correctly rounded exp: 1 + e and the division round too
+    beyond = np.array([-709.0, -745.0, -1e300, -np.inf, 709.0, 1e300, np.inf, np.nan])
+    got = sigmoid(beyond)
+    np.testing.assert_allclose(got[:-1], [0, 0, 0, 0, 1, 1, 1], rtol=0, atol=1e-307)
+    assert np.isnan(got[-1])
 
 
 @pytest.mark.parametrize("l2", [0.0, 0.01, 0.5])

@@ -67,6 +67,9 @@ Value bench_learning(const msgpack::Map& in, const std::string& what, uint64_t n
     uint64_t start = now_ns();
     if (what == "learning_logistic_gd") {  // extra: the labels
         out = learning::logistic_gd(rows, extra.data(), 1, 0.1, iterations, 0.0);
+    } else if (what == "learning_sigmoid") {  // data: the z values
+        out.resize(x.size());
+        learning::sigmoid_values(x.data(), out.data(), x.size());
     } else if (what == "learning_pca") {
         out = learning::pca_transform(rows, count("components"), true);
     } else if (what == "learning_kmeans") {  // extra: the initial centers

@@ -8,6 +8,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <immintrin.h>
 #include <limits>
 #include <random>
 #include <string>
@@ -44,50 +46,177 @@ inline void axpy(double* __restrict y, double a, const double* __restrict x, siz
 inline double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 inline double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
 
+// Four doubles as one value (GCC's vector extension): one AVX register where the CPU has AVX2, SSE pairs
+// otherwise, with the same IEEE operations in the same order (but for FMA, below).
+using v4d = double __attribute__((vector_size(32)));
+using v4i = long long __attribute__((vector_size(32)));  // long long: as __m256i
+
+// Vectors go by reference: by value they would change the ABI between the targets (-Wpsabi).
+__attribute__((always_inline)) inline void load4(v4d& v, const double* p) { std::memcpy(&v, p, sizeof v); }
+__attribute__((always_inline)) inline void store4(double* p, const v4d& v) { std::memcpy(p, &v, sizeof v); }
+
+__attribute__((target("avx2,fma"))) inline void fused_madd(v4d& acc, const v4d& a, const v4d& b) {
+    acc = _mm256_fmadd_pd(a, b, acc);
+}
+
+__attribute__((target("avx2,fma"))) inline void masked_load(v4d& v, const double* p, const v4i& mask) {
+    v = _mm256_maskload_pd(p, mask);
+}
+
+// v = the lanes of p where mask is set (a prefix of lanes), zero elsewhere; reads nothing past them.
+template <bool Fma>
+inline void load_tail(v4d& v, const double* p, const v4i& mask) {
+    if constexpr (Fma) {
+        masked_load(v, p, mask);
+    } else {
+        v = v4d{};
+        for (int k = 0; k < 4 && mask[k]; ++k) v[k] = p[k];
+    }
+}
+
+// acc += a * b: one rounding with Fma, two without.
+template <bool Fma>
+inline void madd(v4d& acc, const v4d& a, const v4d& b) {
+    if constexpr (Fma)
+        fused_madd(acc, a, b);
+    else
+        acc += a * b;
+}
+
+// 1 / (1 + e^-z) per lane, without branches or calls. e^t: t = k ln2 + r with k = round(t / ln2), |r| <= ln2/2
+// (ln2 split in two, fdlibm's constants, so k ln2_hi is exact); e^r by its Taylor series to degree 13
+// (truncation below 2^-60 relative); 2^k written into the exponent bits. t is clamped to +-708 so 2^k stays
+// normal: beyond, sigmoid is 0 or 1 within 1e-307. NaN passes through (a diverged model stays non-finite).
+__attribute__((always_inline)) inline void sigmoid4(v4d& z) {
+    constexpr double kLog2e = 1.4426950408889634, kLn2Hi = 6.93147180369123816490e-01,
+                     kLn2Lo = 1.90821492927058770002e-10, kShift = 0x1.8p52;  // kShift: rounds to an integer
+    v4d t = -z;
+    t = t < -708.0 ? -708.0 : t;
+    t = t > 708.0 ? 708.0 : t;
+    v4d shifted = t * kLog2e + kShift;
+    v4d k = shifted - kShift;
+    v4d r = (t - k * kLn2Hi) - k * kLn2Lo;
+    v4d p = v4d{} + 1.0 / 6227020800.0;  // 1/13!
+    for (double c : {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
+                     1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0})
+        p = p * r + c;
+    // shifted's low bits hold k (two's complement); adding the bias and shifting left leaves 2^k's bits.
+    v4i scale_bits = (__builtin_bit_cast(v4i, shifted) + 1023) << 52;
+    z = 1.0 / (1.0 + p * __builtin_bit_cast(v4d, scale_bits));
+}
+
 // One pass over the rows: sums[0] = sum_i r_i, sums[1 + j] = sum_i r_i x_ij with r_i = sigmoid(z_i) - y_i;
-// with Loss, also returns sum_i [softplus(z_i) - y_i z_i]. Four rows at a time: the gradient's running sums
-// are loaded and stored once per four rows, while the rows stream from memory once.
-template <bool Loss>
+// with Loss, also returns sum_i [softplus(z_i) - y_i z_i]. Block by block of rows (about 8 KB), so a row
+// comes from memory once (prefetched two blocks ahead) and is read again from L1: first the block's z, four
+// rows at a time (four dot products summed lane-wise, then transposed into one vector); then its residuals
+// (independent vectors, so the sigmoid's long dependency chain overlaps with itself); then the gradient,
+// four rows at a time, so its running sums are loaded and stored once per four rows. A row's last d % 4
+// values are read by a masked load, against weights and sums padded with zeros to a multiple of 4.
+template <bool Loss, bool Fma>
 __attribute__((always_inline)) inline double residual_sums_body(const Rows& x, const double* y, size_t y_stride,
                                                                 const double* b, double* sums) {
-    const size_t d = x.cols;
-    std::fill(sums, sums + d + 1, 0.0);
-    double r0 = 0, loss = 0;
-    double* __restrict g = sums + 1;
-    auto residual = [&](size_t i) {
-        double z = b[0] + dot(x.row(i), b + 1, d);
-        double label = y[i * y_stride];
-        if constexpr (Loss) loss += softplus(z) - label * z;
-        double r = sigmoid(z) - label;
-        r0 += r;
-        return r;
-    };
-    size_t i = 0;
-    for (; i + 4 <= x.rows; i += 4) {
-        const double* __restrict a0 = x.row(i);
-        const double* __restrict a1 = x.row(i + 1);
-        const double* __restrict a2 = x.row(i + 2);
-        const double* __restrict a3 = x.row(i + 3);
-        double c0 = residual(i), c1 = residual(i + 1), c2 = residual(i + 2), c3 = residual(i + 3);
-        for (size_t j = 0; j < d; ++j) g[j] += (c0 * a0[j] + c1 * a1[j]) + (c2 * a2[j] + c3 * a3[j]);
+    constexpr size_t kMaxBlock = 32, kBlockBytes = 8192, kAhead = 2;
+    const size_t d = x.cols, full = d / 4 * 4, padded = (d + 3) / 4 * 4;
+    const size_t block = std::clamp<size_t>(kBlockBytes / (sizeof(double) * d) / 4 * 4, 4, kMaxBlock);
+    const size_t group_bytes = 4 * x.stride * sizeof(double);
+    const v4i tail_mask = v4i{0, 1, 2, 3} < static_cast<long long>(d - full);
+    std::vector<double> w_padded(padded, 0.0), g_padded(padded, 0.0);
+    std::copy(b + 1, b + 1 + d, w_padded.begin());
+    const double* __restrict w = w_padded.data();
+    double* __restrict g = g_padded.data();
+    v4d r_sum = {}, loss = {}, zs[kMaxBlock / 4];
+    for (size_t start = 0; start < x.rows; start += block) {
+        const size_t n = std::min(block, x.rows - start), groups = (n + 3) / 4;
+        for (size_t q = 0; q < n / 4; ++q) {
+            const double* __restrict a0 = x.row(start + 4 * q);
+            const double* __restrict a1 = a0 + x.stride;
+            const double* __restrict a2 = a1 + x.stride;
+            const double* __restrict a3 = a2 + x.stride;
+            if (start + kAhead * block + 4 * q + 4 <= x.rows) {
+                const char* ahead = reinterpret_cast<const char*>(a0 + kAhead * block * x.stride);
+                for (size_t at = 0; at < group_bytes; at += 64) __builtin_prefetch(ahead + at);
+            }
+            v4d s0 = {}, s1 = {}, s2 = {}, s3 = {}, wj, v0, v1, v2, v3;
+            for (size_t j = 0; j < full; j += 4) {
+                load4(wj, w + j), load4(v0, a0 + j), load4(v1, a1 + j), load4(v2, a2 + j), load4(v3, a3 + j);
+                madd<Fma>(s0, v0, wj), madd<Fma>(s1, v1, wj), madd<Fma>(s2, v2, wj), madd<Fma>(s3, v3, wj);
+            }
+            if (full < d) {
+                load4(wj, w + full);
+                load_tail<Fma>(v0, a0 + full, tail_mask), load_tail<Fma>(v1, a1 + full, tail_mask);
+                load_tail<Fma>(v2, a2 + full, tail_mask), load_tail<Fma>(v3, a3 + full, tail_mask);
+                madd<Fma>(s0, v0, wj), madd<Fma>(s1, v1, wj), madd<Fma>(s2, v2, wj), madd<Fma>(s3, v3, wj);
+            }
+            // Transpose-and-add: lane k = (s_k[0] + s_k[1]) + (s_k[2] + s_k[3]).
+            v4d h01 = __builtin_shuffle(s0, s1, v4i{0, 4, 2, 6}) + __builtin_shuffle(s0, s1, v4i{1, 5, 3, 7});
+            v4d h23 = __builtin_shuffle(s2, s3, v4i{0, 4, 2, 6}) + __builtin_shuffle(s2, s3, v4i{1, 5, 3, 7});
+            v4d z = __builtin_shuffle(h01, h23, v4i{0, 1, 4, 5}) + __builtin_shuffle(h01, h23, v4i{2, 3, 6, 7});
+            zs[q] = z + b[0];
+        }
+        if (n % 4 != 0) {  // the last rows, lane by lane
+            zs[n / 4] = v4d{};
+            for (size_t k = 0; k < n % 4; ++k) zs[n / 4][k] = b[0] + dot(x.row(start + n / 4 * 4 + k), w, d);
+        }
+        for (size_t q = 0; q < groups; ++q) {
+            const size_t lanes = std::min<size_t>(4, n - 4 * q);
+            v4d label = {}, z = zs[q], r = z;
+            for (size_t k = 0; k < lanes; ++k) label[k] = y[(start + 4 * q + k) * y_stride];
+            sigmoid4(r);
+            r -= label;
+            for (size_t k = lanes; k < 4; ++k) r[k] = 0;  // no row there
+            if constexpr (Loss) {
+                for (size_t k = 0; k < lanes; ++k) loss[k] += softplus(z[k]) - label[k] * z[k];
+            }
+            r_sum += r;
+            zs[q] = r;
+        }
+        for (size_t q = 0; q < n / 4; ++q) {
+            const double* __restrict a0 = x.row(start + 4 * q);
+            const double* __restrict a1 = a0 + x.stride;
+            const double* __restrict a2 = a1 + x.stride;
+            const double* __restrict a3 = a2 + x.stride;
+            const v4d c0 = v4d{} + zs[q][0], c1 = v4d{} + zs[q][1], c2 = v4d{} + zs[q][2], c3 = v4d{} + zs[q][3];
+            v4d gj, v0, v1, v2, v3;
+            for (size_t j = 0; j < full; j += 4) {
+                load4(gj, g + j), load4(v0, a0 + j), load4(v1, a1 + j), load4(v2, a2 + j), load4(v3, a3 + j);
+                madd<Fma>(gj, v0, c0), madd<Fma>(gj, v1, c1), madd<Fma>(gj, v2, c2), madd<Fma>(gj, v3, c3);
+                store4(g + j, gj);
+            }
+            if (full < d) {
+                load4(gj, g + full);
+                load_tail<Fma>(v0, a0 + full, tail_mask), load_tail<Fma>(v1, a1 + full, tail_mask);
+                load_tail<Fma>(v2, a2 + full, tail_mask), load_tail<Fma>(v3, a3 + full, tail_mask);
+                madd<Fma>(gj, v0, c0), madd<Fma>(gj, v1, c1), madd<Fma>(gj, v2, c2), madd<Fma>(gj, v3, c3);
+                store4(g + full, gj);
+            }
+        }
+        for (size_t k = 0; k < n % 4; ++k) axpy(g, zs[n / 4][k], x.row(start + n / 4 * 4 + k), d);
     }
-    for (; i < x.rows; ++i) axpy(g, residual(i), x.row(i), d);
-    sums[0] = r0;
-    return loss;
+    sums[0] = (r_sum[0] + r_sum[1]) + (r_sum[2] + r_sum[3]);
+    std::copy(g, g + d, sums + 1);
+    return (loss[0] + loss[1]) + (loss[2] + loss[3]);
 }
 
-// The pass above, compiled twice: with AVX2 where the CPU has it, and for the baseline. Without FMA
-// every operation rounds as before, so both give the same bits (the model is deterministic anywhere).
-__attribute__((target_clones("avx2", "default"))) double residual_sums_plain(const Rows& x, const double* y,
-                                                                             size_t y_stride, const double* b,
-                                                                             double* sums) {
-    return residual_sums_body<false>(x, y, y_stride, b, sums);
+// The pass above, compiled for AVX2 with FMA (flatten: inlines madd's fused form, which needs that target),
+// and for the baseline, chosen once by the CPU. FMA rounds once where the baseline rounds twice, so the
+// two give models that differ in the last bits; each is deterministic.
+__attribute__((target("avx2,fma"), flatten)) double residual_sums_fma(const Rows& x, const double* y,
+                                                                      size_t y_stride, const double* b,
+                                                                      double* sums, bool loss) {
+    return loss ? residual_sums_body<true, true>(x, y, y_stride, b, sums)
+                : residual_sums_body<false, true>(x, y, y_stride, b, sums);
 }
 
-__attribute__((target_clones("avx2", "default"))) double residual_sums_loss(const Rows& x, const double* y,
-                                                                            size_t y_stride, const double* b,
-                                                                            double* sums) {
-    return residual_sums_body<true>(x, y, y_stride, b, sums);
+double residual_sums_baseline(const Rows& x, const double* y, size_t y_stride, const double* b, double* sums,
+                              bool loss) {
+    return loss ? residual_sums_body<true, false>(x, y, y_stride, b, sums)
+                : residual_sums_body<false, false>(x, y, y_stride, b, sums);
+}
+
+double residual_sums(const Rows& x, const double* y, size_t y_stride, const double* b, double* sums, bool loss) {
+    static const bool fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return fma ? residual_sums_fma(x, y, y_stride, b, sums, loss)
+               : residual_sums_baseline(x, y, y_stride, b, sums, loss);
 }
 
 double max_abs(const std::vector<double>& v) {
@@ -98,12 +227,22 @@ double max_abs(const std::vector<double>& v) {
 
 }  // namespace
 
+void sigmoid_values(const double* z, double* out, size_t n) {
+    for (size_t i = 0; i < n; i += 4) {
+        const size_t lanes = std::min<size_t>(4, n - i);
+        v4d v = {};
+        std::memcpy(&v, z + i, lanes * sizeof(double));
+        sigmoid4(v);
+        std::memcpy(out + i, &v, lanes * sizeof(double));
+    }
+}
+
 std::vector<double> logistic_gd(const Rows& x, const double* y, size_t y_stride, double alpha, int64_t iters, double l2) {
     const size_t p = x.cols + 1;
     const double m = static_cast<double>(x.rows);
     std::vector<double> b(p, 0.5), sums(p);
     for (int64_t it = 0; it < iters; ++it) {
-        residual_sums_plain(x, y, y_stride, b.data(), sums.data());
+        residual_sums(x, y, y_stride, b.data(), sums.data(), false);
         b[0] -= sums[0] / m * alpha;
         for (size_t j = 1; j < p; ++j) b[j] -= (sums[j] / m + l2 * b[j]) * alpha;
     }
@@ -113,7 +252,7 @@ std::vector<double> logistic_gd(const Rows& x, const double* y, size_t y_stride,
 double logistic_objective(const Rows& x, const double* y, size_t y_stride, const double* b, double l2, double* gradient) {
     const size_t p = x.cols + 1;
     const double m = static_cast<double>(x.rows);
-    double loss = residual_sums_loss(x, y, y_stride, b, gradient) / m;
+    double loss = residual_sums(x, y, y_stride, b, gradient, true) / m;
     double penalty = 0;
     gradient[0] /= m;
     for (size_t j = 1; j < p; ++j) {

@@ -23,6 +23,9 @@ struct Rows {
 // Gradient descent is Teaclave's (rusty-machine's GradientDesc): every parameter starts at 0.5,
 // then `iters` times b <- b - alpha * grad J(b).
 std::vector<double> logistic_gd(const Rows& x, const double* y, size_t y_stride, double alpha, int64_t iters, double l2);
+// 1 / (1 + e^-z_i) as the gradient computes it (branch-free, four at a time): within 2.5 ulp of the exact value
+// for |z_i| <= 708, and within 1e-307 of 0 or 1 beyond.
+void sigmoid_values(const double* z, double* out, size_t n);
 // L-BFGS from b = 0 (memory 10, backtracking Armijo line search): stops when max |grad J| <= tolerance,
 // when no step decreases J, or after max_iters iterations.
 std::vector<double> logistic_lbfgs(const Rows& x, const double* y, size_t y_stride, int64_t max_iters, double l2,
