@@ -267,3 +267,56 @@ def test_every_single_byte_change_of_a_document_is_refused_or_decodes_to_another
 
 def test_module_exports() -> None:
     assert canonical.MAX_DEPTH == 32 and canonical.MAX_ELEMENTS == 1_000_000
+
+
+def test_the_fast_path_writes_and_reads_exactly_what_the_strict_code_does() -> None:
+    """encode/decode try the msgpack extension first; on random values both paths give the same bytes and values,
+    and every single-byte change of an encoding is accepted or refused alike."""
+    import random
+
+    from mesatee.core.canonical import _Decoder, _encode
+
+    rng = random.Random(7)
+
+    def value(depth: int = 0):
+        kind = rng.randrange(9 if depth < 4 else 6)
+        if kind == 0:
+            return rng.choice([None, True, False])
+        if kind == 1:
+            return rng.choice([0, 1, -1, 127, 128, -32, -33, 255, 256, 2**16, -(2**31), 2**63, 2**64 - 1, -(2**63)])
+        if kind == 2:
+            return rng.choice([0.0, -1.5, 1e300, float("inf")])
+        if kind == 3:
+            return "".join(rng.choice("aé€𝄞z") for _ in range(rng.choice([0, 3, 31, 32, 300])))
+        if kind == 4:
+            return rng.randbytes(rng.choice([0, 5, 255, 256, 70000]))
+        if kind == 5:
+            return rng.randrange(-(2**40), 2**40)
+        if kind == 6:
+            return [value(depth + 1) for _ in range(rng.choice([0, 2, 15, 16]))]
+        return {"".join(rng.choice("abé") for _ in range(rng.randrange(4))): value(depth + 1) for _ in range(5)}
+
+    for _ in range(300):
+        v = value()
+        parts: list = []
+        _encode(parts, v, 0, "value")
+        strict = b"".join(parts)
+        assert canonical.encode(v) == strict
+        assert canonical.decode(strict, max_size=1 << 20) == _Decoder(memoryview(strict)).value(0)
+        if len(strict) < 400:
+            for i in range(len(strict)):
+                mutated = bytearray(strict)
+                mutated[i] ^= 1 << rng.randrange(8)
+                try:
+                    fast = ("ok", canonical.decode(bytes(mutated), max_size=1 << 20))
+                except FormatError as exc:
+                    fast = ("refused", str(exc))
+                decoder = _Decoder(memoryview(bytes(mutated)))
+                try:
+                    slow_value = decoder.value(0)
+                    if decoder.pos != len(mutated):
+                        raise decoder.fail(f"{len(mutated) - decoder.pos} trailing byte(s) after the value")
+                    slow = ("ok", slow_value)
+                except FormatError as exc:
+                    slow = ("refused", str(exc))
+                assert fast == slow

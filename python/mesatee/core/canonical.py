@@ -14,6 +14,14 @@ in canonical order).
 Depth: the top-level value is at depth 0 and the elements, keys and values of a
 container at depth *d* are at depth *d* + 1; a value deeper than
 :data:`MAX_DEPTH` is refused (the C++ decoder counts the same way).
+
+Speed: both directions first try the ``msgpack`` C extension, which writes
+exactly this form once maps are sorted (its integers, lengths and floats are
+already the shortest, float64 and str8 forms). ``decode`` accepts the fast
+result only if it re-encodes to the very same bytes, so the fast path can
+never accept what the strict decoder would refuse; anything else (an error, a
+type the fast path does not take) goes through the strict code below, which
+decides and words the error.
 """
 
 from __future__ import annotations
@@ -21,7 +29,10 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
+
+import msgpack
 
 from mesatee.errors import FormatError, InvalidArgumentError
 
@@ -146,8 +157,45 @@ def _encode(parts: list[bytes | memoryview], value: Any, depth: int, where: str)
         raise InvalidArgumentError(f"{where}: {type(value).__name__} has no canonical msgpack encoding")
 
 
+class _NotFast(Exception):
+    """The fast path does not take this value: the strict encoder decides."""
+
+
+_first = itemgetter(0)
+
+
+def _fast(value: Any, depth: int) -> Any:
+    """``value`` ready for msgpack (maps sorted), for the plain types only; ``_NotFast`` for anything else."""
+    if depth > MAX_DEPTH:
+        raise _NotFast
+    kind = type(value)
+    if kind is str or kind is bytes or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        if len(value) > MAX_ELEMENTS:
+            raise _NotFast
+        items = []
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotFast
+            items.append((key, _fast(item, depth + 1)))
+        items.sort(key=_first)  # code point order is UTF-8 byte order
+        return dict(items)
+    if kind is list or kind is tuple:
+        if len(value) > MAX_ELEMENTS:
+            raise _NotFast
+        return [_fast(item, depth + 1) for item in value]
+    if kind is float and not math.isnan(value):
+        return value
+    raise _NotFast
+
+
 def encode(value: Any) -> bytes:
     """The canonical msgpack encoding of ``value``; ``InvalidArgumentError`` for anything outside the model."""
+    try:
+        return msgpack.packb(_fast(value, 0), use_bin_type=True)
+    except (_NotFast, OverflowError, UnicodeEncodeError, ValueError, TypeError):
+        pass
     parts: list[bytes | memoryview] = []
     _encode(parts, value, 0, "value")
     return b"".join(parts)
@@ -288,6 +336,12 @@ def decode(data: bytes | bytearray | memoryview, *, max_size: int) -> Any:
     view = memoryview(data).cast("B")
     if len(view) > max_size:
         raise FormatError(f"canonical msgpack: {len(view)} bytes exceed the limit of {max_size}")
+    try:
+        value = msgpack.unpackb(view, raw=False, use_list=True, strict_map_key=True)
+        if encode(value) == view:
+            return value
+    except Exception:  # whatever the fast path trips on, the strict decoder decides and explains
+        pass
     decoder = _Decoder(view)
     value = decoder.value(0)
     if decoder.pos != len(view):
