@@ -33,9 +33,9 @@ import harness
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-def _round(workers: int, tasks: int, serial: int) -> dict[str, float]:
+def _round(workers: int, tasks: int, serial: int, durable: bool = True) -> dict[str, float]:
     from mesatee.core.manifest import encode_invocation
-    from mesatee.node import Node, SchedulerConfig
+    from mesatee.node import Node
     from node_host import NodeWorld, open_world
 
     with tempfile.TemporaryDirectory(prefix="mesatee-bench-node-") as folder:
@@ -56,7 +56,10 @@ def _round(workers: int, tasks: int, serial: int) -> dict[str, float]:
             world.node.enclave.invoke(invocation)
         bare = time.perf_counter() - started
 
-        node = Node(world.node.path, scheduler=SchedulerConfig(workers=workers, poll_interval=0.01))
+        world.node.close()  # prepared without workers; now the node that runs them, the clients' node
+        node = Node(Path(folder) / "node", workers=workers, durable=durable)
+        world = NodeWorld(node, world.policy, world.parties, node)
+        alice, conn = world.client("alice"), node.db.connection()
         cpu, started = time.process_time(), time.perf_counter()
         for task_id in ids[:tasks]:
             alice.invoke(task_id)
@@ -71,7 +74,6 @@ def _round(workers: int, tasks: int, serial: int) -> dict[str, float]:
             alice.wait(task_id, 60)
             latencies.append(time.perf_counter() - started)
         node.close()
-        world.node.close()
     assert runs == tasks, (runs, tasks)
     orchestration = cpu - enclave
     return {
@@ -90,18 +92,20 @@ def run(config: harness.Config) -> harness.Report:
     report = harness.Report()
     tasks, serial = config.pick(1000, 60), config.pick(200, 20)
     rounds = config.pick(5, 2)
-    for workers in (1, 2):
-        samples = [_round(workers, tasks, serial) for _ in range(rounds)]
+    for workers, durable in ((1, True), (2, True), (2, False)):
+        samples = [_round(workers, tasks, serial, durable) for _ in range(rounds)]
         median = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+        setting = f"{workers} worker(s)" + ("" if durable else ", durable=False")
         report.figures.append(
             harness.Figure(
-                id=f"node.echo.{workers}w", name=f"2-party echo tasks through the node, {workers} worker(s)",
-                unit="tasks/s", value=median["rate"], baseline_name="the enclave alone, no node, 1 thread",
-                baseline_value=median["bare"], goal=harness.Goal(value_at_least=500) if workers == 2 else None,
+                id=f"node.echo.{workers}w" + ("" if durable else ".nosync"),
+                name=f"2-party echo tasks through the node, {setting}", unit="tasks/s", value=median["rate"],
+                baseline_name="the enclave alone, no node, 1 thread", baseline_value=median["bare"],
+                goal=harness.Goal(value_at_least=500) if workers == 2 and durable else None,
             )
         )  # fmt: skip
         report.notes.append(
-            f"node, {workers} worker(s), {tasks} tasks x {rounds} rounds: {median['rate']:,.0f} tasks/s; latency "
+            f"node, {setting}, {tasks} tasks x {rounds} rounds: {median['rate']:,.0f} tasks/s; latency "
             f"invoke->Finished one task at a time p50 {median['p50']:.2f} ms, p99 {median['p99']:.2f} ms; per task "
             f"{median['cpu_ms']:.2f} ms of CPU: {median['enclave_ms']:.2f} ms in the enclave, "
             f"{median['orchestration_ms']:.2f} ms of node orchestration ({median['share'] * 100:.0f}%, goal < 50%)."

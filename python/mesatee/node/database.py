@@ -228,9 +228,10 @@ class PartyRecord:
 class Database:
     """The node's database at ``path`` (created if missing): per-thread connections, write transactions."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0, durable: bool = True) -> None:
         self.path = Path(path)
         self.busy_timeout = float(busy_timeout)
+        self.durable = bool(durable)  # False: no transaction waits for the disk (see transaction())
         self._local = threading.local()
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -277,6 +278,10 @@ class Database:
                 self._connections.append(conn)
         return conn
 
+    def data_version(self) -> int:
+        """A number that changes when another connection (thread or process) commits: a cheap "anything new?"."""
+        return int(self.connection().execute("PRAGMA data_version").fetchone()[0])
+
     _savepoints = itertools.count()
 
     @contextmanager
@@ -286,9 +291,11 @@ class Database:
         Nested on the same thread it is a savepoint: an exception rolls back the
         inner part only, and the outer transaction decides what is committed.
         ``durable=False``: the commit is not flushed to disk (it survives the
-        process dying, not a power loss); about 10x cheaper.
+        process dying, not a power loss); about 10x cheaper. A database opened
+        with ``durable=False`` makes every transaction so.
         """
         conn = self.connection()
+        durable = durable and self.durable
         if not conn.in_transaction and getattr(self._local, "durable", True) != durable:
             conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._local.durable = durable

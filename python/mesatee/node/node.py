@@ -210,6 +210,10 @@ class Node:
     ``MESATEE_HOME``'s default), closed with the node.
     ``scheduler``: the scheduler's settings; ``workers`` overrides its worker
     count (0: this process stages tasks and another runs them).
+    ``durable``: every accepted request and committed result is on disk before
+    the call returns (the default). False trades that for speed: after a
+    power cut (not a crash of the process) the last moments of requests and
+    results may be lost, the database staying consistent.
     """
 
     def __init__(
@@ -219,10 +223,11 @@ class Node:
         enclave: Enclave | None = None,
         workers: int | None = None,
         scheduler: SchedulerConfig | None = None,
+        durable: bool = True,
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.db = Database(self.path / "node.db")
+        self.db = Database(self.path / "node.db", durable=durable)
         self.blobs = BlobStore(self.path / "blobs")
         self.verifier = RequestVerifier(self.db)
         self._enclave = enclave
@@ -551,14 +556,17 @@ class Node:
         view = self.get_task(request, task_id)
         deadline = time.monotonic() + timeout
         conn = self.db.connection()
+        version = self.db.data_version()
         while view.status == after and not view.done:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             with self._changes:  # woken by this process's changes; other processes' are seen by polling
                 self._changes.wait(min(left, self.config.poll_interval))
-            if task_status(conn, task_id) != after:
-                view = self._view(conn, task_id)
+            if (now := self.db.data_version()) != version:
+                version = now
+                if task_status(conn, task_id) != after:
+                    view = self._view(conn, task_id)
         return view
 
     # ----------------------------------------------------------------------- results

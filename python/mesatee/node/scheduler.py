@@ -55,6 +55,7 @@ __all__ = ["ENCLAVE", "SCHEDULER", "Scheduler", "SchedulerConfig"]
 
 ENCLAVE = "enclave"  # the audit log's party for what the enclave decided
 SCHEDULER = "scheduler"  # ... and for what the scheduler did on its own (re-staging, timeouts)
+_RECHECK = 0.1
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class SchedulerConfig:
     task_timeout: float = 3600.0
     lease: float = 10.0
     max_attempts: int = 3
-    poll_interval: float = 0.05
+    poll_interval: float = 0.005
     retry_delay: float = 0.1
 
     def __post_init__(self) -> None:
@@ -212,8 +213,7 @@ class Scheduler:
                 started = time.perf_counter()
                 claim = self._claim() if self._ready() else None
                 if claim is None:
-                    with self._wake:
-                        self._wake.wait(self.config.poll_interval)
+                    self._idle()
                     continue
                 worker.task_id = claim.task_id
                 try:
@@ -227,6 +227,15 @@ class Scheduler:
                 self._workers.remove(worker)
             if worker.abandoned and worker.owns_enclave:
                 worker.enclave.close()
+
+    def _idle(self) -> None:
+        """Wait for a staged task: woken at once by this process; another process's commit is seen by polling the
+        database's data version; a task waiting out its retry back-off is looked for every ``_RECHECK`` s."""
+        version, until = self.db.data_version(), time.monotonic() + _RECHECK
+        while version == self.db.data_version() and time.monotonic() < until and not self._stopping.is_set():
+            with self._wake:
+                if self._wake.wait(self.config.poll_interval):
+                    return
 
     def _ready(self) -> bool:
         row = (
