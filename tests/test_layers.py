@@ -12,8 +12,8 @@ from mesatee import Status
 from mesatee.errors import PYTHON_ONLY_STATUSES
 
 PACKAGE = REPO / "python" / "mesatee"
-# bindings → core → parties → node → cli; errors sits below them all.
-LAYERS = {"errors": 0, "_native": 1, "_bindings": 1, "core": 2, "parties": 3, "node": 4, "cli": 5}
+# bindings → core → parties → node → service → cli; errors sits below them all.
+LAYERS = {"errors": 0, "_native": 1, "_bindings": 1, "core": 2, "parties": 3, "node": 4, "service": 5, "cli": 6}
 PURE = {"mesatee.core.attestation", "mesatee.core.binary", "mesatee.core.signing"}
 
 
