@@ -67,7 +67,9 @@ void* map_image(const Bytes& image, const std::string& image_path) {
     }
     if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
         fail(MESATEE_ERROR_IMAGE_LOAD, std::string("cannot seal the image copy: ") + std::strerror(errno));
-    for (int attempt = 0; attempt < 64; ++attempt) {
+    // Closed images can stay loaded (their thread-local destructors pin them while the threads that used them
+    // live), each keeping its name: walk up the descriptor numbers, as far as the open-file limit allows.
+    for (;;) {
         std::string name = "/proc/self/fd/" + std::to_string(fd);
         if (void* stale = ::dlopen(name.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
             ::dlclose(stale);
@@ -84,7 +86,9 @@ void* map_image(const Bytes& image, const std::string& image_path) {
         }
         return handle;
     }
-    fail(MESATEE_ERROR_IMAGE_LOAD, "no unused name to load " + image_path + " under");
+    fail(MESATEE_ERROR_IMAGE_LOAD, "no unused name to load " + image_path +
+                                       " under /proc/self/fd: every descriptor number up to the open-file limit "
+                                       "names an image loaded before");
 }
 
 SignatureFile parse_signature(ByteView data, const std::string& path) {
