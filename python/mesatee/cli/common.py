@@ -112,10 +112,6 @@ MEASUREMENT = HexBytes(32)
 NONCE = HexBytes()
 
 
-def hex_or_none(value: bytes | None) -> str:
-    return "-" if value is None else value.hex()
-
-
 def when(timestamp: float | None) -> str:
     return "-" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
