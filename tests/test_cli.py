@@ -212,3 +212,35 @@ def test_every_command_has_help() -> None:
     for path in commands:
         shown = mesatee_cli(*path, "--help").stdout
         assert shown.startswith("Usage: ") and len(shown.splitlines()) > 3, path
+
+
+def test_the_party_commands_work_against_a_served_node(world: CliWorld) -> None:
+    from node_host import ServiceProcess, free_port
+
+    refused = mesatee_cli("serve", "--node", "node", "--host", "0.0.0.0", status=1).stderr
+    assert "not a loopback address" in refused
+    port = free_port()
+    with open(world.folder / "serve.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mesatee.cli", "serve", "--node", "node", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    service = ServiceProcess(process, f"http://127.0.0.1:{port}", world.folder / "serve.log")
+    try:
+        service.wait_ready()
+        url = ("--node", service.url)
+        uploaded = mesatee_cli("dataset", "upload", PSI / "psi0.txt", "--party", "alice.party", *url)
+        assert "uploading" in uploaded.stderr
+        assert uploaded.stdout.strip() in mesatee_cli("dataset", "list", "--party", "alice.party", *url).stdout
+        task_id = mesatee_cli(
+            "task", "create", "echo", "--party", "alice.party", "--identity", "bob.id",
+            "--function-owner", world.ids["bob"], "--arg", "message=across the network", *url,
+        ).stdout.strip()  # fmt: skip
+        for name in ("alice", "bob"):
+            mesatee_cli("task", "approve", task_id, "--party", f"{name}.party", "--yes", *url)
+        invoked = mesatee_cli("task", "invoke", task_id, "--party", "alice.party", "--wait", *url)
+        assert invoked.stdout == "Finished\n"
+        assert mesatee_cli("task", "result", task_id, "--party", "bob.party", *url).stdout == "across the network\n"
+    finally:
+        service.stop()
+    assert process.returncode == 0

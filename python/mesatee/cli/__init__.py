@@ -15,6 +15,7 @@ from mesatee.cli.files import file
 from mesatee.cli.node import node
 from mesatee.cli.party import party
 from mesatee.cli.platform import platform
+from mesatee.cli.serve import serve
 from mesatee.cli.task import task
 
 __all__ = ["cli", "main"]
@@ -25,14 +26,15 @@ __all__ = ["cli", "main"]
 def cli() -> None:
     """mesatee: secure multi-party computing in an enclave.
 
-    An operator sets up a platform and a node (`platform`, `node`); each party makes its keys (`party`),
+    An operator sets up a platform and a node (`platform`, `node`) and serves it (`serve`); each party makes its
+    keys (`party`),
     uploads encrypted datasets (`dataset`) and creates, approves, grants and runs tasks (`task`).
     Every command has --help. Party commands read MESATEE_PARTY, MESATEE_NODE, MESATEE_MRENCLAVE,
     MESATEE_ROOT, MESATEE_ALLOW_SOFTWARE and MESATEE_PASSPHRASE when their options are not given.
     """
 
 
-for group in (platform, node, party, dataset, task, file, enclave):
+for group in (platform, node, serve, party, dataset, task, file, enclave):
     cli.add_command(group)
 
 

@@ -23,9 +23,20 @@ def dataset() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @session_options
 def upload(session: SessionOptions, file: Path) -> None:
-    """Encrypt FILE under a fresh key, keep the key in the party file, upload the ciphertext; print its id."""
-    with session.open() as opened:
-        dataset_id = opened.client.encrypt_and_upload(file)
+    """Encrypt FILE under a fresh key, keep the key in the party file, upload the ciphertext; print its id.
+
+    A progress bar on stderr follows the upload.
+    """
+    with (
+        session.open() as opened,
+        click.progressbar(length=1, label="uploading", file=click.get_text_stream("stderr")) as bar,
+    ):
+
+        def progress(sent: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(sent - bar.pos)
+
+        dataset_id = opened.client.encrypt_and_upload(file, progress=progress)
         opened.save_party()  # the new key is in the keyring: without it the dataset can never be granted
     click.echo(dataset_id.hex())
 

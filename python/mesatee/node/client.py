@@ -14,6 +14,7 @@ and opens results only after checking the enclave's receipt.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import time
@@ -60,6 +61,33 @@ class NodeAPI(Protocol):
     def delete_result(self, request: SignedRequest, task_id: bytes) -> list[str]: ...
 
 
+class _Progress(io.RawIOBase):
+    """A seekable binary stream that reports how far it was read."""
+
+    def __init__(self, stream: BinaryIO, report: Callable[[int, int], None]) -> None:
+        super().__init__()
+        self._stream, self._report = stream, report
+        self._total = stream.seek(0, os.SEEK_END)
+        stream.seek(0)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._stream.readinto(buffer)  # type: ignore[attr-defined]
+        self._report(self._stream.tell(), self._total)
+        return n
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
 def _connect(node: NodeAPI | str) -> NodeAPI:
     if isinstance(node, str):
         if not node.startswith(("http://", "https://")):
@@ -96,25 +124,39 @@ class Client:
 
     # ----------------------------------------------------------------------- datasets
 
-    def upload_dataset(self, ciphertext: bytes | str | os.PathLike[str], *, format: str = FORMAT_MESATEE) -> bytes:
-        """Upload an encrypted dataset (its bytes, or the path of its file); return its id (SHA-256 of it)."""
-        if isinstance(ciphertext, bytes | bytearray | memoryview):
-            data = bytes(ciphertext)
-            return self._upload(hashlib.sha256(data).digest(), data, format)
-        path = Path(ciphertext)
-        digest = hashlib.sha256()
-        with open(path, "rb") as stream:
-            while block := stream.read(_HASH_BLOCK):
-                digest.update(block)
-        with open(path, "rb") as stream:  # streamed to the node; it checks the bytes against the signed digest
-            return self._upload(digest.digest(), stream, format)
+    def upload_dataset(
+        self,
+        ciphertext: bytes | str | os.PathLike[str],
+        *,
+        format: str = FORMAT_MESATEE,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> bytes:
+        """Upload an encrypted dataset (its bytes, or the path of its file); return its id (SHA-256 of it).
 
-    def _upload(self, digest: bytes, body: bytes | BinaryIO, format: str) -> bytes:
-        request = sign_request(self.party, "dataset.upload", digest.hex(), body_digest=digest)
-        return self.node.upload_dataset(request, body, format=format)
+        ``progress(sent, total)`` is called as the bytes go (a resumed upload may go back).
+        """
+        if isinstance(ciphertext, bytes | bytearray | memoryview):
+            ciphertext = bytes(ciphertext)
+            source: BinaryIO = io.BytesIO(ciphertext)
+            digest = hashlib.sha256(ciphertext).digest()
+        else:
+            source = open(ciphertext, "rb")  # noqa: SIM115 - closed below
+            hasher = hashlib.sha256()
+            while block := source.read(_HASH_BLOCK):
+                hasher.update(block)
+            digest = hasher.digest()
+            source.seek(0)
+        with source:  # streamed to the node; it checks the bytes against the signed digest
+            request = sign_request(self.party, "dataset.upload", digest.hex(), body_digest=digest)
+            body = source if progress is None else _Progress(source, progress)
+            return self.node.upload_dataset(request, body, format=format)
 
     def encrypt_and_upload(
-        self, plaintext: bytes | str | os.PathLike[str], *, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self,
+        plaintext: bytes | str | os.PathLike[str],
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        progress: Callable[[int, int], None] | None = None,
     ) -> bytes:
         """Encrypt a file (or bytes) as a new dataset, keep its key in the party's keyring, upload it; its id."""
         with tempfile.TemporaryDirectory(prefix="mesatee-upload-") as folder:
@@ -124,7 +166,7 @@ class Client:
             else:
                 source = Path(plaintext)
             encrypted = self.party.encrypt_dataset(source, Path(folder) / "cipher", chunk_size=chunk_size)
-            self.upload_dataset(Path(folder) / "cipher")
+            self.upload_dataset(Path(folder) / "cipher", progress=progress)
         return encrypted.dataset_id
 
     def set_policy(self, dataset_id: bytes, policy: UsagePolicy) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mesatee.errors import InvalidArgumentError
+from mesatee.errors import InvalidArgumentError, NodeError
 from mesatee.service.limits import ServiceLimits
 
 if TYPE_CHECKING:
@@ -96,4 +98,20 @@ def serve(
             log_level="info",
             server_header=False,
         )
-        uvicorn.Server(config).run()
+        server = uvicorn.Server(config)
+        # uvicorn in a thread of its own: on the main thread it re-raises SIGTERM after its shutdown, killing the
+        # process before the node could close (stop its workers, hand back their runs).
+        thread = threading.Thread(target=server.run, name="mesatee-http")
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            thread.start()
+            while thread.is_alive() and not stop.wait(0.2):
+                pass
+            server.should_exit = True
+            thread.join()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if not server.started:
+            raise NodeError(f"the service could not listen on {host}:{port} (see the log above)")
