@@ -286,3 +286,12 @@ def test_without_an_enclave_the_node_opens_its_own_on_its_state_file(tmp_path: P
     with Node(tmp_path / "node") as node:
         assert node.enclave_identity.mrenclave == identity.mrenclave
         assert node.evidence(bytes(32))
+
+
+def test_a_node_opened_on_another_platform_says_so(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "home"))
+    with Node(tmp_path / "node", workers=0) as node:
+        node.enclave_identity  # noqa: B018 - creates the sealed state
+    monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "elsewhere"))
+    with Node(tmp_path / "node", workers=0) as node, pytest.raises(mesatee.SealingError, match="another MESATEE_HOME"):
+        node.enclave_identity  # noqa: B018

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mesatee.core import canonical
 from mesatee.core.files import FORMAT_MESATEE
 from mesatee.core.manifest import Manifest, OutputFile, TaskResult, verify_approval
-from mesatee.errors import FormatError, InvalidArgumentError, NodeError, NotFoundError, RequestError
+from mesatee.errors import (
+    FormatError,
+    InvalidArgumentError,
+    NodeError,
+    NotFoundError,
+    RequestError,
+    SealingError,
+)
 from mesatee.node import audit
 from mesatee.node.blobs import BlobStore
 from mesatee.node.database import (
@@ -248,10 +255,18 @@ class Node:
         from mesatee.core.enclave import Enclave
 
         # Several processes may open a new node at once: the first creates the sealed state, the others load it.
+        state = self.path / "enclave.state"
         with open(self.path / "enclave.lock", "a+b") as lock:
             os.chmod(lock.fileno(), 0o600)
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return Enclave(state_file=self.path / "enclave.state")
+            try:
+                return Enclave(state_file=state)
+            except SealingError as exc:
+                raise SealingError(
+                    f"{state}: the enclave's sealed state does not open on this platform and enclave ({exc}); was "
+                    f"the node created under another MESATEE_HOME, or by another build of the enclave?",
+                    exc.status,
+                ) from None
 
     def _worker_enclave(self) -> tuple[Enclave, bool]:
         if not self._owns_enclave:
