@@ -283,3 +283,31 @@ def _wait_status(world: NodeWorld, task_id: bytes, status: str, timeout: float =
 
 def _wait_done(world: NodeWorld, task_id: bytes):
     return world.client("alice").wait(task_id, 30)
+
+
+def test_a_watch_sees_a_change_made_while_it_read_the_task(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection commits between the watch's first read and its wait: the watch must see it (it once
+    waited for the next, unrelated commit)."""
+    import sqlite3
+
+    from mesatee.node import sign_request
+
+    world = open_world(tmp_path / "node", workers=0)
+    task_id = _invoked(world)
+    original = Node.get_task
+
+    def racing_read(self: Node, request, task_id_: bytes):
+        view = original(self, request, task_id_)
+        other = sqlite3.connect(self.db.path, isolation_level=None)
+        other.execute("UPDATE tasks SET status = 'cancelled' WHERE task_id = ?", (task_id_,))
+        other.close()
+        return view
+
+    monkeypatch.setattr(Node, "get_task", racing_read)
+    request = sign_request(world.parties["alice"], "task.view", task_id.hex())
+    started = time.monotonic()
+    view = world.node.watch_task(request, task_id, after="Staged", timeout=10)
+    assert view.status == "Canceled" and time.monotonic() - started < 5
+    world.node.close()

@@ -568,10 +568,10 @@ class Node:
             raise InvalidArgumentError(f"after must be a task status, not {after!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout <= MAX_WATCH:
             raise InvalidArgumentError(f"timeout must be 0 to {MAX_WATCH} seconds, not {timeout!r}")
+        version = self.db.data_version()  # before the view: a commit in between must count as news
         view = self.get_task(request, task_id)
         deadline = time.monotonic() + timeout
         conn = self.db.connection()
-        version = self.db.data_version()
         while view.status == after and not view.done:
             left = deadline - time.monotonic()
             if left <= 0:

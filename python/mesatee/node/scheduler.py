@@ -211,9 +211,10 @@ class Scheduler:
         try:
             while not self._stopping.is_set() and not worker.abandoned:
                 started = time.perf_counter()
+                version = self.db.data_version()  # before looking: a task staged after that wakes the wait
                 claim = self._claim() if self._ready() else None
                 if claim is None:
-                    self._idle()
+                    self._idle(version)
                     continue
                 worker.task_id = claim.task_id
                 try:
@@ -228,10 +229,11 @@ class Scheduler:
             if worker.abandoned and worker.owns_enclave:
                 worker.enclave.close()
 
-    def _idle(self) -> None:
+    def _idle(self, version: int) -> None:
         """Wait for a staged task: woken at once by this process; another process's commit is seen by polling the
-        database's data version; a task waiting out its retry back-off is looked for every ``_RECHECK`` s."""
-        version, until = self.db.data_version(), time.monotonic() + _RECHECK
+        database's data version (``version`` when the queue was last looked at); a task waiting out its retry
+        back-off is looked for every ``_RECHECK`` s."""
+        until = time.monotonic() + _RECHECK
         while version == self.db.data_version() and time.monotonic() < until and not self._stopping.is_set():
             with self._wake:
                 if self._wake.wait(self.config.poll_interval):
