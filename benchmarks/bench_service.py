@@ -7,7 +7,7 @@ fetch and open the result. Figures: tasks per second and the p50/p99 latency
 of one task with 1, 8 and 32 clients at once, beside one client of an
 in-process node (the same work without HTTP). The upload figure is a dataset
 of 1 GiB (16 MiB with --quick) uploaded through ``RemoteNode`` (staged,
-committed: hashed into the blob store) beside the raw loopback rate of the
+committed: hashed and linked into the blob store) beside the raw loopback rate of the
 same bytes sent over a plain socket to a sink, measured in the same run.
 """
 
@@ -155,8 +155,8 @@ def run(config: harness.Config) -> harness.Report:
             )
             report.notes.append(
                 f"service: {os.cpu_count()} CPUs for the clients, the service and its 4 enclave workers; each task "
-                "is 6 signed requests and a watch. The upload streams to the staging area, then the commit hashes "
-                "it into the blob store (a second write of every byte, both fsynced)."
+                "is 6 signed requests and a watch. The upload streams to the staging area (fsynced), then the commit "
+                "hashes the staged file and links it into the blob store (no second write)."
             )
         finally:
             service.stop()

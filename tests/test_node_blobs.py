@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import multiprocessing
@@ -54,6 +55,36 @@ def test_put_streams_in_chunks(tmp_path: Path) -> None:
     assert max(reads) <= CHUNK_SIZE and len(reads) >= 4
     with store.open(blob_id) as f:
         assert f.read() == data
+
+
+def test_adopt_links_the_file_into_place_without_copying_it(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    source = tmp_path / "staged"
+    data = os.urandom(CHUNK_SIZE + 5)
+    source.write_bytes(data)
+    source.chmod(0o644)
+    blob_id = store.adopt(source)
+    path = store.path(blob_id)
+    assert blob_id == _sha(data) and store.get(blob_id) == data
+    assert path.stat().st_ino == source.stat().st_ino and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert store.adopt(source) == blob_id and not list((tmp_path / "blobs").glob(".tmp-*"))
+    source.unlink()
+    assert store.get(blob_id) == data and list(store) == [blob_id]
+
+
+def test_adopt_copies_a_file_it_cannot_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cross_device(*_args: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    store = BlobStore(tmp_path / "blobs")
+    source = tmp_path / "staged"
+    source.write_bytes(b"elsewhere")
+    blob_id = store.adopt(source)
+    assert store.get(blob_id) == b"elsewhere" and store.path(blob_id).stat().st_ino != source.stat().st_ino
+    with pytest.raises(FileNotFoundError):
+        store.adopt(tmp_path / "missing")
+    assert not list((tmp_path / "blobs").glob(".tmp-*"))
 
 
 def test_empty_blob(tmp_path: Path) -> None:

@@ -182,6 +182,32 @@ def test_upload_sessions_are_bounded_and_bound_to_their_party_and_bytes(
     assert world.api.upload_dataset(_upload_request(world, data), data) == hashlib.sha256(data).digest()
 
 
+def test_a_commit_refused_for_its_request_keeps_the_staged_bytes_and_a_retry_adopts_them(
+    served: tuple[NodeWorld, ServiceProcess],
+) -> None:
+    world, service = served
+    data = os.urandom(2 << 20)
+    digest = hashlib.sha256(data).digest()
+    session = canonical.decode(_open(service, _upload_request(world, data), len(data)).content, max_size=4096)
+    path = f"{service.url}/v1/uploads/{session['upload_id']}"
+    octets = {"Content-Type": "application/octet-stream"}
+    assert httpx.put(path, params={"offset": 0}, headers=octets, content=data).status_code == 200
+    stale = sign_request(world.parties["alice"], "dataset.upload", digest.hex(), body_digest=digest, now=1)
+    with pytest.raises(RequestError) as caught:
+        world.api._call("POST", f"/uploads/{session['upload_id']}/commit", stale, {})
+    assert caught.value.reason == "stale"
+    assert _datasets(world) == [] and not world.node.blobs.exists(digest.hex())
+    assert canonical.decode(httpx.get(path).content, max_size=4096) == {"offset": len(data), "size": len(data)}
+
+    committed = world.api._call(
+        "POST", f"/uploads/{session['upload_id']}/commit", _upload_request(world, data), {"dataset_id": bytes}
+    )
+    assert committed["dataset_id"] == digest and _datasets(world) == [digest]
+    blob = world.node.blobs.path(digest.hex())
+    assert blob.read_bytes() == data and blob.stat().st_nlink == 1  # the staged file itself, its staging name gone
+    assert _staged(world) == [] and not list(world.node.blobs.folder.glob(".tmp-*"))
+
+
 def test_an_unseekable_stream_uploads(served: tuple[NodeWorld, ServiceProcess]) -> None:
     world, _service = served
     data = os.urandom(2 << 20)

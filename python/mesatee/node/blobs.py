@@ -4,7 +4,9 @@ A blob's id is the SHA-256 of its bytes, in lowercase hex, and it lives at
 ``<folder>/<id[0:2]>/<id[2:4]>/<id>``. Writes stream the data in chunks into a
 temporary file in the destination folder, fsync it, rename it into place and
 fsync the folder, so a blob is either wholly present or absent, also after a
-crash. Every read verifies the digest: a blob that does not hash to its id is
+crash. A file already on the store's filesystem is adopted instead: hashed,
+fsynced and hard-linked into place the same way, its bytes never copied.
+Every read verifies the digest: a blob that does not hash to its id is
 reported (:class:`~mesatee.errors.StorageError`) and never served.
 
 Several processes may share one store: writes of the same blob race to rename
@@ -13,10 +15,12 @@ identical bytes, which is harmless.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,18 +131,45 @@ class BlobStore:
                     tmp.write(chunk)
                 tmp.flush()
                 os.fsync(tmp.fileno())
-            blob_id = digest.hexdigest()
-            final = self.path(blob_id)
-            if final.exists() and self._intact(final, blob_id):
-                tmp_path.unlink()
-                return blob_id
-            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.replace(tmp_path, final)  # also replaces a corrupted copy with good bytes
-            _fsync_dir(final.parent)
-            return blob_id
+            return self._place(tmp_path, digest.hexdigest())
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
+
+    def adopt(self, path: str | os.PathLike[str]) -> str:
+        """Store the file at ``path`` without copying it: hashed (its id, returned), fsynced, hard-linked into place.
+
+        The file stays where it is (removing it is the caller's) and shares its bytes with the blob from then on:
+        it must not be written again. A file on another filesystem, or one without hard links, is copied (:meth:`put`).
+        """
+        tmp_path = self.folder / f"{_TEMP_PREFIX}{secrets.token_hex(12)}"
+        try:
+            os.link(path, tmp_path)  # first, so that what is hashed is the inode that is placed
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):
+                raise
+            with open(path, "rb") as stream:
+                return self.put(stream)
+        try:
+            os.chmod(tmp_path, 0o600)
+            with open(tmp_path, "rb") as stream:
+                blob_id = hashlib.file_digest(stream, "sha256").hexdigest()
+                os.fsync(stream.fileno())
+            return self._place(tmp_path, blob_id)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+
+    def _place(self, tmp_path: Path, blob_id: str) -> str:
+        """Rename a complete, fsynced temporary file (whose bytes hash to ``blob_id``) into place: atomic, durable."""
+        final = self.path(blob_id)
+        if final.exists() and self._intact(final, blob_id):
+            tmp_path.unlink()
+            return blob_id
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.replace(tmp_path, final)  # also replaces a corrupted copy with good bytes
+        _fsync_dir(final.parent)
+        return blob_id
 
     # ----------------------------------------------------------------------- reading
 

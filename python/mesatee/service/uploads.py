@@ -5,9 +5,10 @@ An upload session is opened by a party's signed ``dataset.upload`` request
 signed digest. Its bytes are appended in order to ``<upload id>.part``, in
 ``<node>/uploads/`` (mode 0700, files 0600), beside ``<upload id>.meta`` (the
 session's canonical map, written last: a session exists once its meta does).
-Committing hands the staged file to ``Node.upload_dataset`` with the signed
-request, which hashes it into the blob store and accepts the request with
-every check; only then is there a dataset.
+Committing hands the staged file to ``Node.upload_dataset_file`` with the
+signed request, which hashes it, links it into the blob store (no copy) and
+accepts the request with every check; only then is there a dataset. A
+refused commit leaves the staged file as it was, for a retry.
 
 A transfer holds the part's ``flock`` (a second one at once is refused), so
 several service processes may share a node. Sessions idle for longer than
@@ -155,15 +156,15 @@ class UploadStaging:
                 os.fsync(stream.fileno())
 
     @contextmanager
-    def reading(self, session: UploadSession) -> Iterator[BinaryIO]:
-        """The complete staged bytes, held while they are committed."""
+    def complete(self, session: UploadSession) -> Iterator[Path]:
+        """The path of the complete staged bytes, held (no transfer can start) while they are committed."""
         with self._locked(session, "rb") as stream:
             staged = os.fstat(stream.fileno()).st_size
             if staged != session.size:
                 raise InvalidArgumentError(
                     f"upload {session.upload_id} is incomplete: {staged} of {session.size} bytes staged"
                 )
-            yield stream
+            yield self._paths(session.upload_id)[0]
 
     def discard(self, session: UploadSession) -> None:
         for path in self._paths(session.upload_id):
