@@ -311,3 +311,32 @@ def test_a_watch_sees_a_change_made_while_it_read_the_task(
     view = world.node.watch_task(request, task_id, after="Staged", timeout=10)
     assert view.status == "Canceled" and time.monotonic() - started < 5
     world.node.close()
+
+
+def test_a_run_the_database_fails_to_record_is_run_again_and_the_worker_lives(
+    faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails after the enclave ran (the result's commit, then the retry's): the worker survives, and
+    the task's lease, no longer renewed, runs out: it is staged again and runs once more."""
+    import sqlite3
+
+    from mesatee.node.scheduler import Scheduler
+
+    world, enclave = faulty(QUICK)
+    failures = {"_commit": 1, "_retry_or_fail": 1}
+    for name in failures:
+        original = getattr(Scheduler, name)
+
+        def failing(self, *args, _name=name, _original=original):
+            if failures[_name]:
+                failures[_name] -= 1
+                raise sqlite3.OperationalError("disk I/O error")
+            return _original(self, *args)
+
+        monkeypatch.setattr(Scheduler, name, failing)
+    alice = world.client("alice")
+    task_id = _invoked(world)
+    view = alice.wait(task_id, 30)
+    assert view.status == "Finished" and view.attempts == 2 and enclave.calls == 2
+    assert "stopped renewing the lease" in audit(world, "task.restage")[0][2]
+    assert alice.run(world.echo(message="next"), timeout=30).return_value == b"next"  # the worker lives on

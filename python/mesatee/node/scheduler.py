@@ -31,6 +31,7 @@ process's changes at once and see other processes' changes within
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
@@ -56,6 +57,7 @@ __all__ = ["ENCLAVE", "SCHEDULER", "Scheduler", "SchedulerConfig"]
 ENCLAVE = "enclave"  # the audit log's party for what the enclave decided
 SCHEDULER = "scheduler"  # ... and for what the scheduler did on its own (re-staging, timeouts)
 _RECHECK = 0.1
+log = logging.getLogger("mesatee.node")
 
 
 @dataclass(frozen=True)
@@ -210,24 +212,33 @@ class Scheduler:
     def _work(self, worker: _Worker) -> None:
         try:
             while not self._stopping.is_set() and not worker.abandoned:
-                started = time.perf_counter()
-                version = self.db.data_version()  # before looking: a task staged after that wakes the wait
-                claim = self._claim() if self._ready() else None
-                if claim is None:
-                    self._idle(version)
-                    continue
-                worker.task_id = claim.task_id
                 try:
-                    self._run(worker.enclave, claim)
-                finally:
-                    worker.task_id = None
-                    with self._stats_lock:
-                        self.busy_seconds += time.perf_counter() - started
+                    self._work_once(worker)
+                except Exception as exc:  # the database failed (busy past its timeout, disk full...): keep the worker
+                    log.error("worker: %s: %s", type(exc).__name__, exc)
+                    self._stopping.wait(self.config.poll_interval * 20)
         finally:
             with self._workers_lock:
                 self._workers.remove(worker)
             if worker.abandoned and worker.owns_enclave:
                 worker.enclave.close()
+
+    def _work_once(self, worker: _Worker) -> None:
+        """Claim a task and run it, or wait for one. A task whose run this cannot finish (the database failing)
+        stays leased to no busy worker: its lease runs out and the task is staged again."""
+        started = time.perf_counter()
+        version = self.db.data_version()  # before looking: a task staged after that wakes the wait
+        claim = self._claim() if self._ready() else None
+        if claim is None:
+            self._idle(version)
+            return
+        worker.task_id = claim.task_id
+        try:
+            self._run(worker.enclave, claim)
+        finally:
+            worker.task_id = None
+            with self._stats_lock:
+                self.busy_seconds += time.perf_counter() - started
 
     def _idle(self, version: int) -> None:
         """Wait for a staged task: woken at once by this process; another process's commit is seen by polling the
@@ -358,18 +369,18 @@ class Scheduler:
         while not self._stopping.wait(interval):
             try:
                 self._tick()
-            except sqlite3.Error:
-                continue  # a busy or failing database: the next tick tries again; leases leave margin for it
+            except Exception as exc:  # a busy or failing database: the next tick tries again; leases leave margin
+                log.error("supervisor: %s: %s", type(exc).__name__, exc)
 
     def _tick(self) -> None:
         now = time.time()
         with self._workers_lock:
-            busy = any(w.task_id is not None for w in self._workers)
-        if busy:
+            busy = [w.task_id for w in self._workers if w.task_id is not None]
+        if busy:  # only the runs a worker is on: a run no worker finishes must let its lease run out
             with self.db.transaction(durable=False) as conn:  # a renewal lost to a power cut only runs a task again
-                conn.execute(
-                    "UPDATE tasks SET lease_until = ? WHERE status = 'running' AND lease_owner = ?",
-                    (now + self.config.lease, self.owner),
+                conn.executemany(
+                    "UPDATE tasks SET lease_until = ? WHERE task_id = ? AND status = 'running' AND lease_owner = ?",
+                    [(now + self.config.lease, task_id, self.owner) for task_id in busy],
                 )
         late = "SELECT task_id, deadline, started_at FROM tasks WHERE status = 'running' AND deadline < ?"
         if self.db.connection().execute(late, (now,)).fetchone() is not None:
