@@ -389,17 +389,11 @@ def result(session: SessionOptions, task_id: bytes, output_dir: Path | None) -> 
     The return value goes to stdout; your outputs to files in --output-dir, named after their slots.
     """
     with session.open() as opened:
-        opened_result = opened.client.result(task_id)
-    if output_dir is not None and opened_result.outputs:
-        output_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        opened_result = opened.client.result(task_id, output_dir=output_dir)  # streamed to files, when asked
     for slot, data in opened_result.outputs.items():
-        if output_dir is None:
-            click.echo(f"output {slot}: {len(data)} bytes (write it with --output-dir)", err=True)
-        elif slot in (".", ".."):  # the only slot names that are not file names
-            raise CommandError(f"output slot {slot!r} cannot be a file name")
-        else:
-            write_output(output_dir / slot, data)
-            click.echo(f"output {slot}: {len(data)} bytes in {output_dir / slot}", err=True)
+        click.echo(f"output {slot}: {len(data)} bytes (write it with --output-dir)", err=True)
+    for slot, path in opened_result.files.items():
+        click.echo(f"output {slot}: {path.stat().st_size} bytes in {path}", err=True)
     for slot in sorted(opened_result.missing):
         click.echo(f"output {slot}: deleted from the node", err=True)
     value = opened_result.return_value

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ __all__ = [
     "decrypt_bytes",
     "decrypt_file",
     "decrypt_stream",
+    "decrypt_to_file",
     "encrypt_bytes",
     "encrypt_file",
     "encrypt_stream",
@@ -390,15 +392,60 @@ def encrypt_file(
     return EncryptedFile(dataset_id, key, size)
 
 
-def decrypt_file(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str], key: bytes) -> int:
-    """Decrypt ``src_path`` into ``dst_path`` (mode 0600); return the plaintext size.
+class _CheckedSource(io.RawIOBase):
+    """A stream read through: hashed (SHA-256), and refused once it runs past ``max_size`` bytes."""
 
-    The plaintext goes to a temporary file that is renamed to ``dst_path`` only
-    when the whole file authenticated: on any failure no output file is left.
+    def __init__(self, src: BinaryIO, max_size: int | None) -> None:
+        super().__init__()
+        self._src, self._max_size = src, max_size
+        self.size = 0
+        self.hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._src.read(len(buffer))
+        if not data:
+            return 0
+        self.size += len(data)
+        if self._max_size is not None and self.size > self._max_size:
+            raise FormatError(f"{_WHAT}: longer than the {self._max_size} bytes expected")
+        self.hash.update(data)
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+
+def decrypt_to_file(
+    src: BinaryIO,
+    dst_path: str | os.PathLike[str],
+    key: bytes,
+    *,
+    digest: bytes | None = None,
+    max_size: int | None = None,
+) -> int:
+    """Decrypt an ``MTEF`` file read from ``src`` into ``dst_path`` (mode 0600); return the plaintext size.
+
+    The plaintext goes to a temporary file in ``dst_path``'s folder, renamed to
+    ``dst_path`` only when the whole file authenticated and, when ``digest`` is
+    given, the bytes read hash (SHA-256) to it: on any failure no output file is
+    left (a file already at ``dst_path`` stays as it was). ``max_size`` refuses
+    a longer ``src`` as soon as it runs past it. Memory stays within a few chunks.
     """
     _file_key(key)
-    with open(src_path, "rb") as src, _atomic_output(dst_path) as dst:
-        return decrypt_stream(src, dst, key)
+    checked = _CheckedSource(src, max_size) if digest is not None or max_size is not None else None
+    with _atomic_output(dst_path) as dst:
+        # decrypt_stream reads to the end of src (it knows the final chunk by the end), so the hash covers every byte.
+        size = decrypt_stream(src if checked is None else checked, dst, key)  # type: ignore[arg-type]
+        if digest is not None and checked is not None and checked.hash.digest() != digest:
+            raise CryptoError(f"{_WHAT}: its bytes do not hash to the expected digest (tampered or swapped)")
+    return size
+
+
+def decrypt_file(src_path: str | os.PathLike[str], dst_path: str | os.PathLike[str], key: bytes) -> int:
+    """Decrypt ``src_path`` into ``dst_path`` (mode 0600); return the plaintext size (:func:`decrypt_to_file`)."""
+    with open(src_path, "rb") as src:
+        return decrypt_to_file(src, dst_path, key)
 
 
 # --------------------------------------------------------------------------- Teaclave

@@ -52,10 +52,12 @@ __all__ = [
     "InputSlot",
     "Manifest",
     "OutputFile",
+    "OutputInfo",
     "OutputSlot",
     "ParticipantKeys",
     "PartyKeys",
     "Receipt",
+    "ResultHead",
     "TaskResult",
     "check_slot",
     "encode_invocation",
@@ -803,6 +805,17 @@ class Receipt:
         return _parse("receipt", build)
 
 
+def _sealed_map(path: str, value: object) -> MappingProxyType[bytes, bytes]:
+    """Party id → HPKE ciphertext (sealed keys, return values)."""
+    return MappingProxyType(
+        {_party_id(f"{path} key", k): require_bytes(f"{path}[{k.hex()}]", v) for k, v in _mapping(path, value).items()}
+    )
+
+
+def _sealed_from_hex(path: str, value: object) -> dict[bytes, object]:
+    return {_hex_id(path, k): v for k, v in _mapping(path, value).items()}
+
+
 @dataclass(frozen=True)
 class OutputFile:
     """An output: its ``MTEF`` file and its file key sealed to each owner (party id → HPKE ciphertext)."""
@@ -812,11 +825,117 @@ class OutputFile:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "file", require_bytes("file", self.file))
-        keys = {
-            _party_id("keys key", k): require_bytes(f"keys[{k.hex()}]", v)
-            for k, v in _mapping("keys", self.keys).items()
-        }
-        object.__setattr__(self, "keys", MappingProxyType(keys))
+        object.__setattr__(self, "keys", _sealed_map("keys", self.keys))
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """An output as a result's head describes it: the size of its ``MTEF`` file and its sealed file keys."""
+
+    size: int
+    keys: Mapping[bytes, bytes]
+
+    def __post_init__(self) -> None:
+        _int("size", self.size, 0, _I64_MAX)
+        object.__setattr__(self, "keys", _sealed_map("keys", self.keys))
+
+
+@dataclass(frozen=True)
+class ResultHead:
+    """A result without its output files: the signed receipt, each output's size and keys, the return values.
+
+    What a party needs before it downloads an output (``docs/node.md``): the receipt holds each file's digest.
+    """
+
+    receipt_bytes: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+    outputs: Mapping[str, OutputInfo]
+    return_value: Mapping[bytes, bytes] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "receipt_bytes", require_bytes("receipt", self.receipt_bytes))
+        object.__setattr__(self, "signature", require_bytes("signature", self.signature, SIGNATURE_SIZE))
+        outputs = _mapping("outputs", self.outputs)
+        for slot, output in outputs.items():
+            check_slot("outputs", slot)
+            if not isinstance(output, OutputInfo):
+                raise InvalidArgumentError(f"outputs[{slot!r}] must be an OutputInfo, not {type(output).__name__}")
+        object.__setattr__(self, "outputs", MappingProxyType(dict(outputs)))
+        object.__setattr__(self, "return_value", _sealed_map("return_value", self.return_value))
+
+    def to_bytes(self) -> bytes:
+        return canonical.encode(
+            {
+                "receipt": self.receipt_bytes,
+                "signature": self.signature,
+                "outputs": {
+                    slot: {"size": output.size, "keys": {k.hex(): v for k, v in output.keys.items()}}
+                    for slot, output in self.outputs.items()
+                },
+                "return_value": {k.hex(): v for k, v in self.return_value.items()},
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, *, max_size: int = MAX_RESULT_SIZE) -> ResultHead:
+        """Parse a head sent by a node (strictly: the node is untrusted). ``max_size`` bounds its encoding."""
+        value = canonical.decode(data, max_size=max_size)
+
+        def build() -> ResultHead:
+            m = _fields(value, ("receipt", "signature", "outputs", "return_value"))
+            outputs = {}
+            for slot, item in _mapping("outputs", m["outputs"]).items():
+
+                def output(item: object = item) -> OutputInfo:
+                    o = _fields(item, ("size", "keys"))
+                    return OutputInfo(o["size"], _sealed_from_hex("keys", o["keys"]))
+
+                outputs[slot] = _within(f"outputs[{str(slot)[:64]!r}]", output)
+            return cls(m["receipt"], m["signature"], outputs, _sealed_from_hex("return_value", m["return_value"]))
+
+        return _parse("result head", build)
+
+    def verify(self, manifest_hash: bytes, enclave_signing_key: bytes | Ed25519PublicKey) -> Receipt:
+        """Check everything but the output files against the task and the attested enclave; return the receipt.
+
+        ``CryptoError`` when the signature does not verify under the enclave's
+        key or a return value does not hash to the receipt's digest;
+        ``FormatError`` when the receipt is malformed, is for another task, does
+        not list an output the head names, or lists other recipients of the
+        return value. Outputs the receipt lists may be missing: their owners may
+        have deleted them from the node (see ``OpenedResult.missing``). Each
+        output file is checked against ``receipt.outputs[slot]`` when it is read.
+        """
+        manifest_hash = require_bytes("manifest_hash", manifest_hash, HASH_SIZE)
+        if isinstance(enclave_signing_key, Ed25519PublicKey):
+            key = enclave_signing_key
+        else:
+            key = Ed25519PublicKey.from_public_bytes(
+                require_bytes("enclave_signing_key", enclave_signing_key, KEY_SIZE)
+            )
+        try:
+            key.verify(self.signature, receipt_message(self.receipt_bytes))
+        except InvalidSignature:
+            raise CryptoError("the receipt's signature does not verify under the enclave's signing key") from None
+        receipt = Receipt.from_bytes(self.receipt_bytes)
+        if receipt.manifest_hash != manifest_hash:
+            raise FormatError(
+                f"receipt is for another task (manifest hash {_short(receipt.manifest_hash)}, "
+                f"expected {_short(manifest_hash)})"
+            )
+        # Outputs may be missing (their owners deleted them from the node); never one the receipt does not list.
+        if not set(self.outputs) <= set(receipt.outputs):
+            raise FormatError(
+                f"the result's outputs {sorted(self.outputs)} are not among the receipt's {sorted(receipt.outputs)}"
+            )
+        if set(receipt.return_value) != set(self.return_value):
+            raise FormatError("the result's return values are not addressed to the parties the receipt lists")
+        for party_id, ciphertext in self.return_value.items():
+            if hashlib.sha256(ciphertext).digest() != receipt.return_value[party_id]:
+                raise CryptoError(
+                    f"the return value for {party_id.hex()} does not hash to the receipt's digest (tampered or swapped)"
+                )
+        return receipt
 
 
 @dataclass(frozen=True)
@@ -837,11 +956,7 @@ class TaskResult:
             if not isinstance(output, OutputFile):
                 raise InvalidArgumentError(f"outputs[{slot!r}] must be an OutputFile, not {type(output).__name__}")
         object.__setattr__(self, "outputs", MappingProxyType(dict(outputs)))
-        values = {
-            _party_id("return_value key", k): require_bytes(f"return_value[{k.hex()}]", v)
-            for k, v in _mapping("return_value", self.return_value).items()
-        }
-        object.__setattr__(self, "return_value", MappingProxyType(values))
+        object.__setattr__(self, "return_value", _sealed_map("return_value", self.return_value))
 
     def to_bytes(self) -> bytes:
         return canonical.encode(
@@ -867,55 +982,30 @@ class TaskResult:
 
                 def output(item: object = item) -> OutputFile:
                     o = _fields(item, ("file", "keys"))
-                    keys = {_hex_id("keys", k): v for k, v in _mapping("keys", o["keys"]).items()}
-                    return OutputFile(o["file"], keys)
+                    return OutputFile(o["file"], _sealed_from_hex("keys", o["keys"]))
 
                 outputs[slot] = _within(f"outputs[{str(slot)[:64]!r}]", output)
-            values = {_hex_id("return_value", k): v for k, v in _mapping("return_value", m["return_value"]).items()}
-            return cls(m["receipt"], m["signature"], outputs, values)
+            return cls(m["receipt"], m["signature"], outputs, _sealed_from_hex("return_value", m["return_value"]))
 
         return _parse("result", build)
+
+    @property
+    def head(self) -> ResultHead:
+        """The result without its output files (their sizes instead)."""
+        outputs = {slot: OutputInfo(len(output.file), output.keys) for slot, output in self.outputs.items()}
+        return ResultHead(self.receipt_bytes, self.signature, outputs, self.return_value)
 
     def verify(self, manifest_hash: bytes, enclave_signing_key: bytes | Ed25519PublicKey) -> Receipt:
         """Check the result against the task and the attested enclave; return its receipt.
 
-        ``CryptoError`` when the signature does not verify under the enclave's
-        key or a file or return value does not hash to the receipt's digest;
-        ``FormatError`` when the receipt is malformed, is for another task, does
-        not list an output the result carries, or lists other recipients of the
-        return value. Outputs the receipt lists may be missing: their owners may
-        have deleted them from the node (see ``OpenedResult.missing``).
+        :meth:`ResultHead.verify`, and ``CryptoError`` when a file does not hash to the receipt's digest.
         """
-        manifest_hash = require_bytes("manifest_hash", manifest_hash, HASH_SIZE)
-        if isinstance(enclave_signing_key, Ed25519PublicKey):
-            key = enclave_signing_key
-        else:
-            key = Ed25519PublicKey.from_public_bytes(
-                require_bytes("enclave_signing_key", enclave_signing_key, KEY_SIZE)
-            )
-        try:
-            key.verify(self.signature, receipt_message(self.receipt_bytes))
-        except InvalidSignature:
-            raise CryptoError("the receipt's signature does not verify under the enclave's signing key") from None
-        receipt = Receipt.from_bytes(self.receipt_bytes)
-        if receipt.manifest_hash != manifest_hash:
-            raise FormatError(
-                f"receipt is for another task (manifest hash {_short(receipt.manifest_hash)}, "
-                f"expected {_short(manifest_hash)})"
-            )
-        # Outputs may be missing (their owners deleted them from the node); never one the receipt does not list.
-        if not set(self.outputs) <= set(receipt.outputs):
-            raise FormatError(
-                f"the result's outputs {sorted(self.outputs)} are not among the receipt's {sorted(receipt.outputs)}"
-            )
+        receipt = self.head.verify(manifest_hash, enclave_signing_key)
+        self.check_files(receipt)
+        return receipt
+
+    def check_files(self, receipt: Receipt) -> None:
+        """``CryptoError`` unless every output file hashes to the digest of the (verified) ``receipt``."""
         for slot, output in self.outputs.items():
             if hashlib.sha256(output.file).digest() != receipt.outputs[slot]:
                 raise CryptoError(f"output {slot!r} does not hash to the receipt's digest (tampered or swapped)")
-        if set(receipt.return_value) != set(self.return_value):
-            raise FormatError("the result's return values are not addressed to the parties the receipt lists")
-        for party_id, ciphertext in self.return_value.items():
-            if hashlib.sha256(ciphertext).digest() != receipt.return_value[party_id]:
-                raise CryptoError(
-                    f"the return value for {party_id.hex()} does not hash to the receipt's digest (tampered or swapped)"
-                )
-        return receipt

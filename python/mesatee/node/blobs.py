@@ -70,6 +70,9 @@ class BlobReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        return self._file.fileno()
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         n = self._file.readinto(buffer)
         if n:

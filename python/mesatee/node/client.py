@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from mesatee.core.files import DEFAULT_CHUNK_SIZE, FORMAT_MESATEE
-from mesatee.core.manifest import EnclaveRequirement, FunctionRef, InputSlot, Manifest, TaskResult
+from mesatee.core.manifest import EnclaveRequirement, FunctionRef, InputSlot, Manifest, ResultHead, TaskResult
 from mesatee.errors import InvalidArgumentError, TaskStateError
 from mesatee.node.node import MAX_WATCH, DatasetView, TaskView, invoke_options
 from mesatee.node.policy import UsagePolicy
@@ -58,6 +58,8 @@ class NodeAPI(Protocol):
     def invoke_task(self, request: SignedRequest, task_id: bytes, options: bytes = ...) -> str: ...
     def cancel_task(self, request: SignedRequest, task_id: bytes) -> None: ...
     def fetch_result(self, request: SignedRequest, task_id: bytes) -> bytes: ...
+    def fetch_result_head(self, request: SignedRequest, task_id: bytes) -> bytes: ...
+    def open_output(self, request: SignedRequest, task_id: bytes, slot: str) -> BinaryIO: ...
     def delete_result(self, request: SignedRequest, task_id: bytes) -> list[str]: ...
 
 
@@ -282,10 +284,16 @@ class Client:
         self.invoke(task_id)
         return self.result(task_id, wait=timeout)
 
-    def result(self, task_id: bytes, *, wait: float | None = 0.0) -> OpenedResult:
+    def result(
+        self, task_id: bytes, *, wait: float | None = 0.0, output_dir: str | os.PathLike[str] | None = None
+    ) -> OpenedResult:
         """The task's result, verified and opened: its return value and this party's outputs.
 
         ``wait``: seconds to wait for the task to end first (None: as long as it takes).
+        ``output_dir``: stream this party's outputs into files there, ``<output_dir>/<slot>``, in constant memory
+        (:meth:`Party.download_result`: each is renamed into place only once it authenticated and hashed to the
+        receipt's digest); the result's ``files`` name them and its ``outputs`` are empty. Without it the outputs
+        come inline, in memory (``outputs``).
         A task that failed or was canceled raises ``TaskStateError`` with its error.
         """
         view = self.wait(task_id, wait) if wait != 0.0 else self.task(task_id)
@@ -294,8 +302,15 @@ class Client:
             raise TaskStateError(
                 f"task {task_id.hex()} is {view.status}{detail}", current=view.status, target="Finished"
             )
-        result = TaskResult.from_bytes(self.node.fetch_result(self._sign("output.fetch", task_id.hex()), task_id))
-        return self.party.open_result(result, view.manifest, self.verify_enclave())
+        if output_dir is None:
+            result = TaskResult.from_bytes(self.node.fetch_result(self._sign("output.fetch", task_id.hex()), task_id))
+            return self.party.open_result(result, view.manifest, self.verify_enclave())
+        head = ResultHead.from_bytes(self.node.fetch_result_head(self._sign("output.fetch", task_id.hex()), task_id))
+
+        def open_output(slot: str) -> BinaryIO:
+            return self.node.open_output(self._sign("output.fetch", f"{task_id.hex()}/{slot}"), task_id, slot)
+
+        return self.party.download_result(head, view.manifest, self.verify_enclave(), open_output, output_dir)
 
     def delete_result(self, task_id: bytes) -> list[str]:
         """Delete this party's outputs of the task; return their slots."""

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mesatee.core import canonical
 from mesatee.core.files import FORMAT_MESATEE
-from mesatee.core.manifest import Manifest, OutputFile, TaskResult, verify_approval
+from mesatee.core.manifest import Manifest, OutputFile, OutputInfo, ResultHead, TaskResult, verify_approval
 from mesatee.errors import (
     FormatError,
     InvalidArgumentError,
@@ -600,27 +600,60 @@ class Node:
     def fetch_result(self, request: SignedRequest | bytes, task_id: bytes) -> bytes:
         """The task's ``TaskResult`` bytes (participants only; each opens only what is addressed to it).
 
-        Outputs their owners deleted are left out.
+        Outputs their owners deleted are left out. The output files come inline: large ones stream with
+        :meth:`fetch_result_head` and :meth:`open_output` instead.
         """
         with self._accept(request, "output.fetch", task_id.hex(), body=b"") as accepted:
-            conn = accepted.conn
-            manifest = self._manifest(conn, task_id)
-            # The result holds every output's ciphertext, but only its owners' wrapped keys: any participant may
-            # carry it (the "task.view" rule); "output.fetch" per slot applies to single outputs.
-            authorize("task.view", accepted.party.party_id, admitted=True, manifest=manifest)
-            row = conn.execute(
-                "SELECT receipt, signature, return_value FROM results WHERE task_id = ?", (task_id,)
+            (receipt, signature, value), outputs = self._result(accepted, task_id)
+            files = {slot: OutputFile(self.blobs.get(blob_id), keys) for slot, (blob_id, keys) in outputs.items()}
+            return TaskResult(receipt, signature, files, value).to_bytes()
+
+    def fetch_result_head(self, request: SignedRequest | bytes, task_id: bytes) -> bytes:
+        """The task's ``ResultHead`` bytes: its result without the output files (their sizes instead); access as
+        :meth:`fetch_result`."""
+        with self._accept(request, "output.fetch", task_id.hex(), body=b"") as accepted:
+            (receipt, signature, value), outputs = self._result(accepted, task_id)
+            infos = {slot: OutputInfo(self.blobs.size(blob_id), keys) for slot, (blob_id, keys) in outputs.items()}
+            return ResultHead(receipt, signature, infos, value).to_bytes()
+
+    def _result(
+        self, accepted: AcceptedRequest, task_id: bytes
+    ) -> tuple[tuple[bytes, bytes, dict[bytes, bytes]], dict[str, tuple[str, dict[bytes, bytes]]]]:
+        """The stored result (receipt, signature, return values) and its outputs not deleted (slot → blob, keys)."""
+        conn = accepted.conn
+        manifest = self._manifest(conn, task_id)
+        # The result holds every output's ciphertext, but only its owners' wrapped keys: any participant may
+        # carry it (the "task.view" rule); "output.fetch" per slot applies to single outputs (open_output).
+        authorize("task.view", accepted.party.party_id, admitted=True, manifest=manifest)
+        row = conn.execute(
+            "SELECT receipt, signature, return_value FROM results WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"task {task_id.hex()} has no result")
+        outputs = {
+            slot: (blob_id, _from_hex_map(keys))
+            for slot, blob_id, keys in conn.execute(
+                "SELECT slot, blob_id, keys FROM result_outputs WHERE task_id = ? AND deleted_at IS NULL", (task_id,)
+            )
+        }
+        return (row[0], row[1], _from_hex_map(row[2])), outputs
+
+    def open_output(self, request: SignedRequest | bytes, task_id: bytes, slot: str) -> BinaryIO:
+        """A stream of one output's ciphertext (its owners only), verified against its blob id as it is read.
+
+        The caller closes it. The blob is hashed once before the stream is handed out, after the request was
+        accepted: outside the write transaction, which a large blob would otherwise hold for seconds.
+        """
+        with self._accept(request, "output.fetch", f"{task_id.hex()}/{slot}", body=b"") as accepted:
+            manifest = self._manifest(accepted.conn, task_id)
+            authorize("output.fetch", accepted.party.party_id, admitted=True, manifest=manifest, slot=slot)
+            row = accepted.conn.execute(
+                "SELECT blob_id FROM result_outputs WHERE task_id = ? AND slot = ? AND deleted_at IS NULL",
+                (task_id, slot),
             ).fetchone()
             if row is None:
-                raise NotFoundError(f"task {task_id.hex()} has no result")
-            outputs = {
-                slot: OutputFile(self.blobs.get(blob_id), _from_hex_map(keys))
-                for slot, blob_id, keys in conn.execute(
-                    "SELECT slot, blob_id, keys FROM result_outputs WHERE task_id = ? AND deleted_at IS NULL",
-                    (task_id,),
-                )
-            }
-            return TaskResult(row[0], row[1], outputs, _from_hex_map(row[2])).to_bytes()
+                raise NotFoundError(f"task {task_id.hex()} has no output {slot!r} (no result, or deleted)")
+        return self.blobs.open(row[0])  # type: ignore[return-value]
 
     def delete_result(self, request: SignedRequest | bytes, task_id: bytes) -> list[str]:
         """Delete the outputs the requester owns (for all their owners); return their slots. Blobs go when unused."""

@@ -29,6 +29,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
@@ -60,6 +61,7 @@ UPLOAD_CHUNK = 1 << 20  # bytes per piece of a streamed upload body
 MAX_ANSWER = 1 << 26  # a msgpack answer (task lists hold manifests); results stream separately
 MAX_RESULT = 1 << 36  # a TaskResult: its outputs' ciphertext
 MAX_ERROR_MESSAGE = 2000
+MAX_ERROR_ANSWER = 1 << 16  # an error's JSON (its message is cut at MAX_ERROR_MESSAGE characters)
 UPLOAD_RESUMES = 6  # times one upload resumes after a dropped connection before giving up (about 13 s in all)
 RESUME_DELAY = 0.25  # seconds before the first resumption, doubled each time
 MAX_RESUME_DELAY = 5.0
@@ -199,7 +201,7 @@ class RemoteNode:
 
     # ----------------------------------------------------------------------- plumbing
 
-    def _send(
+    def _open(
         self,
         method: str,
         path: str,
@@ -209,8 +211,8 @@ class RemoteNode:
         content: bytes | Iterator[bytes] | None = None,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
-        max_size: int = MAX_ANSWER,
-    ) -> bytes:
+    ) -> httpx.Response:
+        """Send a request; the answer's headers (its body not read yet: the caller closes it), or its error raised."""
         headers = {}
         if request is not None:
             raw = request.to_bytes() if isinstance(request, SignedRequest) else bytes(request)
@@ -221,15 +223,18 @@ class RemoteNode:
         elif content is not None:
             headers["Content-Type"] = OCTETS
         extra = {} if timeout is None else {"timeout": timeout}
-        with self._http.stream(method, path, headers=headers, content=content, params=params, **extra) as answer:
-            body = bytearray()
-            for block in answer.iter_bytes():
-                body += block
-                if len(body) > max_size:
-                    raise NodeError(f"the node's answer to {method} {path} exceeds {max_size} bytes")
+        sent = self._http.build_request(method, path, headers=headers, content=content, params=params, **extra)
+        answer = self._http.send(sent, stream=True)
         if answer.status_code >= 400:
-            raise error_from_body(answer.status_code, _json(bytes(body)))
-        return bytes(body)
+            with closing(answer):
+                body = _read(answer, MAX_ERROR_ANSWER, f"{method} {path}")
+            raise error_from_body(answer.status_code, _json(body))
+        return answer
+
+    def _send(self, method: str, path: str, request: SignedRequest | bytes | None = None, *,
+              max_size: int = MAX_ANSWER, **options: Any) -> bytes:  # fmt: skip
+        with closing(self._open(method, path, request, **options)) as answer:
+            return _read(answer, max_size, f"{method} {path}")
 
     def _call(self, method: str, path: str, request: SignedRequest | bytes | None, names: dict[str, type],
               **options: Any) -> dict[str, Any]:  # fmt: skip
@@ -326,6 +331,14 @@ class RemoteNode:
     def fetch_result(self, request: SignedRequest | bytes, task_id: bytes) -> bytes:
         return self._send("GET", f"/tasks/{task_id.hex()}/result", request, max_size=MAX_RESULT)
 
+    def fetch_result_head(self, request: SignedRequest | bytes, task_id: bytes) -> bytes:
+        return self._send("GET", f"/tasks/{task_id.hex()}/result/head", request)
+
+    def open_output(self, request: SignedRequest | bytes, task_id: bytes, slot: str) -> BinaryIO:
+        """The output's ciphertext as the service streams it (the caller closes it; the party bounds and hashes it)."""
+        path = f"/tasks/{task_id.hex()}/result/outputs/{quote(slot, safe='')}"
+        return _Download(self._open("GET", path, request))  # type: ignore[return-value]
+
     def delete_result(self, request: SignedRequest | bytes, task_id: bytes) -> list[str]:
         slots = self._call("DELETE", f"/tasks/{task_id.hex()}/result", request, {"slots": list})["slots"]
         if not all(isinstance(slot, str) for slot in slots):
@@ -341,6 +354,45 @@ def _pieces(stream: BinaryIO, length: int) -> Iterator[bytes]:
             raise InvalidArgumentError("the upload's stream ended before its size")
         length -= len(piece)
         yield piece
+
+
+class _Download(io.RawIOBase):
+    """A streamed answer's body as a read-only stream, one network block at a time."""
+
+    def __init__(self, answer: httpx.Response) -> None:
+        super().__init__()
+        self._answer = answer
+        self._blocks = answer.iter_bytes()
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._pending = memoryview(block)
+        n = min(len(buffer), len(self._pending))
+        memoryview(buffer)[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._answer.close()
+        super().close()
+
+
+def _read(answer: httpx.Response, max_size: int, what: str) -> bytes:
+    """An answer's whole body, refused past ``max_size`` bytes (the service is untrusted)."""
+    body = bytearray()
+    for block in answer.iter_bytes():
+        body += block
+        if len(body) > max_size:
+            raise NodeError(f"the node's answer to {what} exceeds {max_size} bytes")
+    return bytes(body)
 
 
 def _blob(value: Any) -> bytes:

@@ -22,11 +22,13 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -42,6 +44,7 @@ from mesatee.core.manifest import (
     Manifest,
     ParticipantKeys,
     Receipt,
+    ResultHead,
     TaskResult,
     unpad_return_value,
 )
@@ -160,13 +163,16 @@ class DatasetKey:
 class OpenedResult:
     """A verified result as one party sees it: the receipt, its return value (if addressed to it), its outputs.
 
-    ``missing``: outputs this party owns that the result did not carry (deleted from the node, or withheld by it).
+    ``outputs``: the plaintext of this party's outputs (:meth:`Party.open_result`); ``files``: where they were
+    written instead (:meth:`Party.download_result`). ``missing``: outputs this party owns that the result did not
+    carry (deleted from the node, or withheld by it).
     """
 
     receipt: Receipt
     return_value: bytes | None = field(repr=False)
     outputs: MappingProxyType[str, bytes] = field(repr=False)
     missing: frozenset[str] = frozenset()
+    files: MappingProxyType[str, Path] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # --------------------------------------------------------------------------- party file
@@ -425,20 +431,19 @@ class Party:
             hpke.grant_info(manifest.hash, slot),
         )
 
-    def open_result(self, result: TaskResult, manifest: Manifest, enclave: VerifiedClaims) -> OpenedResult:
-        """Verify a task's result and decrypt what is addressed to this party.
+    def verify_result(self, head: ResultHead, manifest: Manifest, enclave: VerifiedClaims) -> Receipt:
+        """Verify a result's head (everything but the output files) and return its receipt.
 
-        Checks the receipt's signature under the attested enclave's key, that
-        it is for this manifest and names the attested enclave, and that every
-        file and return value hashes to the receipt; then opens the return
-        value sealed to this party (None if there is none) and every output it
-        owns.
+        Checks the receipt's signature under the attested enclave's key, that it
+        is for this manifest and names the attested enclave and the manifest's
+        outputs, and that every return value hashes to the receipt. Each output
+        file must then hash to ``receipt.outputs[slot]``.
         """
-        if not isinstance(result, TaskResult):
-            raise InvalidArgumentError(f"result must be a TaskResult, not {type(result).__name__}")
+        if not isinstance(head, ResultHead):
+            raise InvalidArgumentError(f"head must be a ResultHead, not {type(head).__name__}")
         self._check_participant(manifest)
         manifest.check_enclave(enclave)
-        receipt = result.verify(manifest.hash, Ed25519PublicKey.from_public_bytes(enclave.signing_public_key))
+        receipt = head.verify(manifest.hash, Ed25519PublicKey.from_public_bytes(enclave.signing_public_key))
         if receipt.enclave != EnclaveMeasurement.of(enclave):
             raise AttestationError(
                 f"the receipt names enclave {_short(receipt.enclave.mrenclave)} "
@@ -447,23 +452,77 @@ class Party:
             )
         if set(receipt.outputs) != set(manifest.outputs):
             raise FormatError(f"the result's outputs {sorted(receipt.outputs)} are not the manifest's")
-        outputs: dict[str, bytes] = {}
-        missing: set[str] = set()
-        for slot, spec in manifest.outputs.items():
-            if self.party_id not in spec.owners:
-                continue
-            if slot not in result.outputs:
-                missing.add(slot)
-                continue
-            sealed = result.outputs[slot].keys.get(self.party_id)
-            if sealed is None:
-                raise FormatError(f"the result carries no key of output {slot!r} for this party")
-            key = hpke.open(self._hpke_key, sealed, hpke.output_key_info(manifest.hash, slot))
-            if len(key) != files.KEY_SIZE:
-                raise FormatError(f"the key of output {slot!r} is {len(key)} bytes, not {files.KEY_SIZE}")
-            outputs[slot] = files.decrypt_bytes(result.outputs[slot].file, key)
-        sealed_value = result.return_value.get(self.party_id)
-        value = None
-        if sealed_value is not None:
-            value = unpad_return_value(hpke.open(self._hpke_key, sealed_value, hpke.return_value_info(manifest.hash)))
-        return OpenedResult(receipt, value, MappingProxyType(outputs), frozenset(missing))
+        return receipt
+
+    def _output_key(self, head: ResultHead, manifest: Manifest, slot: str) -> bytes:
+        sealed = head.outputs[slot].keys.get(self.party_id)
+        if sealed is None:
+            raise FormatError(f"the result carries no key of output {slot!r} for this party")
+        key = hpke.open(self._hpke_key, sealed, hpke.output_key_info(manifest.hash, slot))
+        if len(key) != files.KEY_SIZE:
+            raise FormatError(f"the key of output {slot!r} is {len(key)} bytes, not {files.KEY_SIZE}")
+        return key
+
+    def _return_value(self, head: ResultHead, manifest: Manifest) -> bytes | None:
+        """The return value sealed to this party (None if there is none)."""
+        sealed = head.return_value.get(self.party_id)
+        if sealed is None:
+            return None
+        return unpad_return_value(hpke.open(self._hpke_key, sealed, hpke.return_value_info(manifest.hash)))
+
+    def _owned(self, manifest: Manifest) -> list[str]:
+        return [slot for slot, spec in manifest.outputs.items() if self.party_id in spec.owners]
+
+    def open_result(self, result: TaskResult, manifest: Manifest, enclave: VerifiedClaims) -> OpenedResult:
+        """Verify a task's result (:meth:`verify_result`, and every file against the receipt) and decrypt what is
+        addressed to this party: the return value sealed to it (None if none) and every output it owns."""
+        if not isinstance(result, TaskResult):
+            raise InvalidArgumentError(f"result must be a TaskResult, not {type(result).__name__}")
+        head = result.head
+        receipt = self.verify_result(head, manifest, enclave)
+        result.check_files(receipt)
+        owned = self._owned(manifest)
+        outputs = {
+            slot: files.decrypt_bytes(result.outputs[slot].file, self._output_key(head, manifest, slot))
+            for slot in owned
+            if slot in result.outputs
+        }
+        value, missing = self._return_value(head, manifest), frozenset(owned) - set(outputs)
+        return OpenedResult(receipt, value, MappingProxyType(outputs), missing)
+
+    def download_result(
+        self,
+        head: ResultHead,
+        manifest: Manifest,
+        enclave: VerifiedClaims,
+        open_output: Callable[[str], AbstractContextManager[BinaryIO]],
+        folder: str | os.PathLike[str],
+    ) -> OpenedResult:
+        """Verify a result's head (:meth:`verify_result`) and stream this party's outputs into ``folder``.
+
+        ``open_output(slot)`` opens the output's ciphertext (a node's download).
+        Each output is decrypted as it is read into a temporary file in
+        ``folder`` (created mode 0700), renamed to ``folder/<slot>`` (mode 0600)
+        only once it authenticated and hashed to the receipt's digest; a failure
+        leaves no file of that output. Memory stays within a few chunks.
+        """
+        receipt = self.verify_result(head, manifest, enclave)
+        folder = Path(folder)
+        owned = self._owned(manifest)
+        available = [slot for slot in owned if slot in head.outputs]
+        for slot in available:
+            target = folder / slot
+            if slot in (".", "..") or (target.exists() and not target.is_file()):  # a new file is renamed over it
+                raise InvalidArgumentError(f"{target}: output {slot!r} cannot be written there (not a regular file)")
+        if available:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        for slot in available:
+            key = self._output_key(head, manifest, slot)
+            with open_output(slot) as stream:
+                files.decrypt_to_file(
+                    stream, folder / slot, key, digest=receipt.outputs[slot], max_size=head.outputs[slot].size
+                )
+            written[slot] = folder / slot
+        value, missing = self._return_value(head, manifest), frozenset(owned) - set(written)
+        return OpenedResult(receipt, value, MappingProxyType({}), missing, MappingProxyType(written))

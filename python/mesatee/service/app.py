@@ -15,14 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -56,6 +57,7 @@ MAX_ID = 64  # bytes of an id in a path (task ids are 16, dataset ids 32; the no
 MAX_SLOT = 256
 MAX_NONCE = 64
 WRITE_BLOCK = 1 << 20  # bytes of an upload gathered before one write to the staging file
+DOWNLOAD_BLOCK = 1 << 20  # bytes of an output read and sent at a time
 
 _HTTP_STATUS: tuple[tuple[type[MesateeError], int], ...] = (
     (RequestError, 401),
@@ -160,6 +162,19 @@ def _answer(**fields: Any) -> Response:
 
 async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def _blocks(stream: BinaryIO) -> AsyncIterator[bytes]:
+    """A download's body, one block at a time (uvicorn waits for each to drain: constant memory), then closed.
+
+    A blob found damaged at its end raises here, after the headers went: the connection is cut short, and the
+    party, who hashes what it reads, refuses it either way.
+    """
+    try:
+        while block := await _run(stream.read, DOWNLOAD_BLOCK):
+            yield block
+    finally:
+        stream.close()
 
 
 # --------------------------------------------------------------------------- the app
@@ -395,6 +410,25 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
         signed = _signed(request)
         await _no_body(request)
         return Response(await _run(node.fetch_result, signed, _hex(task_id, "task id", MAX_ID)), media_type=OCTETS)
+
+    @app.get(f"{API_PREFIX}/tasks/{{task_id}}/result/head")
+    async def fetch_result_head(task_id: str, request: Request) -> Response:
+        """The task's ``ResultHead`` bytes (``output.fetch``): its result without the output files."""
+        signed = _signed(request)
+        await _no_body(request)
+        head = await _run(node.fetch_result_head, signed, _hex(task_id, "task id", MAX_ID))
+        return Response(head, media_type=OCTETS)
+
+    @app.get(f"{API_PREFIX}/tasks/{{task_id}}/result/outputs/{{slot}}")
+    async def open_output(task_id: str, slot: str, request: Request) -> Response:
+        """One output's ciphertext (``output.fetch`` for ``<task id>/<slot>``), streamed in 1 MiB blocks."""
+        signed = _signed(request)
+        if not 0 < len(slot) <= MAX_SLOT:
+            raise InvalidArgumentError(f"a slot name is 1 to {MAX_SLOT} characters")
+        await _no_body(request)
+        stream = await _run(node.open_output, signed, _hex(task_id, "task id", MAX_ID), slot)
+        size = os.fstat(stream.fileno()).st_size
+        return StreamingResponse(_blocks(stream), media_type=OCTETS, headers={"Content-Length": str(size)})
 
     @app.delete(f"{API_PREFIX}/tasks/{{task_id}}/result")
     async def delete_result(task_id: str, request: Request) -> Response:
