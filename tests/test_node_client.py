@@ -108,3 +108,28 @@ def test_deleting_results(node_world: NodeWorld) -> None:
     assert dict(alice.result(task_id).outputs) == {"output_result1": b"0101010"}
     opened = bob.result(task_id)
     assert dict(opened.outputs) == {} and opened.missing == {"output_result2"}
+
+
+def test_a_teaclave_encrypted_dataset_is_a_task_input(node_world: NodeWorld) -> None:
+    """A file encrypted as Teaclave did (AES-GCM, key and IV): uploaded as it is, named with its format."""
+    import os
+
+    from mesatee.core.files import FORMAT_TEACLAVE_128, teaclave_encrypt
+
+    alice, bob = node_world.client("alice"), node_world.client("bob")
+    key, iv = os.urandom(16), os.urandom(12)
+    ciphertext = teaclave_encrypt((TEACLAVE / "psi0.txt").read_bytes(), key, iv)
+    data1 = alice.upload_dataset(ciphertext, format=FORMAT_TEACLAVE_128)
+    node_world.parties["alice"].add_dataset_key(data1, key, iv=iv, format=FORMAT_TEACLAVE_128)
+    data2 = bob.encrypt_and_upload(TEACLAVE / "psi1.txt")
+    a, b = node_world.parties["alice"].identity, node_world.parties["bob"].identity
+    manifest = alice.new_manifest(
+        "ordered_set_intersect",
+        inputs={"input_data1": (a, data1, FORMAT_TEACLAVE_128), "input_data2": (b, data2)},
+        outputs={"output_result1": [a], "output_result2": [b]},
+    )
+    task_id = alice.create_task(manifest)
+    for client in (alice, bob):
+        client.grant(task_id)
+        client.approve(task_id)
+    assert dict(alice.run(task_id, timeout=30).outputs) == {"output_result1": b"0101010"}

@@ -188,7 +188,7 @@ class Client:
         function: str,
         *,
         parties: Iterable[PartyIdentity] = (),
-        inputs: Mapping[str, tuple[PartyIdentity, bytes]] | None = None,
+        inputs: Mapping[str, tuple[PartyIdentity, bytes] | tuple[PartyIdentity, bytes, str]] | None = None,
         outputs: Mapping[str, Iterable[PartyIdentity]] | None = None,
         arguments: Mapping[str, Any] | None = None,
         lifetime: int = 3600,
@@ -197,12 +197,14 @@ class Client:
     ) -> Manifest:
         """A manifest for ``function`` created by this party, accepting exactly the verified enclave.
 
-        ``inputs``: slot → (owner's identity, dataset id); ``outputs``: slot → owners' identities;
+        ``inputs``: slot → (owner's identity, dataset id[, file format: e.g. Teaclave's ``teaclave-aes-gcm-128``]);
+        ``outputs``: slot → owners' identities;
         ``function_owner``: the party whose function it is (a participant; None for the public built-ins);
         ``parties``: any other participant's identity.
         """
         claims = self.verify_enclave()
-        others = (*parties, *(o for o, _ in (inputs or {}).values()), *([function_owner] if function_owner else []))
+        input_owners = [spec[0] for spec in (inputs or {}).values()]
+        others = (*parties, *input_owners, *([function_owner] if function_owner else []))
         identities = {p.party_id: p for p in others}
         for owners in (outputs or {}).values():
             identities.update({o.party_id: o for o in owners})
@@ -211,7 +213,7 @@ class Client:
             function=FunctionRef(function, version, function_owner.party_id if function_owner else None),
             enclaves=EnclaveRequirement(mrenclave=claims.mrenclave),
             parties=list(identities.values()),
-            inputs={slot: InputSlot(owner.party_id, dataset) for slot, (owner, dataset) in (inputs or {}).items()},
+            inputs={slot: InputSlot(spec[0].party_id, *spec[1:]) for slot, spec in (inputs or {}).items()},
             outputs={slot: [o.party_id for o in owners] for slot, owners in (outputs or {}).items()},
             arguments=arguments,
             lifetime=lifetime,
