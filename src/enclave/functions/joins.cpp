@@ -281,6 +281,21 @@ public:
             if (slot == 0 || (slot >> 48 == tag && equal(slot, line))) return &slot;
         }
     }
+    // The first slot of the line's run with its tag, else the empty slot that ends the run: the
+    // line's slot unless it is absent or another line there shares its tag (holds() tells).
+    uint64_t* candidate(const Line& line) {
+        uint64_t tag = line.h >> 48;
+        for (size_t s = line.h & mask_;; s = (s + 1) & mask_) {
+            uint64_t& slot = slots_[s];
+            if (slot == 0 || slot >> 48 == tag) return &slot;
+        }
+    }
+    // Whether a full slot holds the line.
+    bool holds(uint64_t slot, const Line& line) const { return equal(slot, line); }
+    // Where a full slot's line starts in the indexed text.
+    static size_t offset(uint64_t slot) { return (slot & kOffsetMask) - 1; }
+    const char* text() const { return text_.data(); }
+
     void set(uint64_t* slot, const Line& line, unsigned count) {
         uint64_t offset = static_cast<uint64_t>(line.p - text_.data()) + 1;
         *slot = (line.h >> 48) << 48 | uint64_t{count} << kOffsetBits | offset;
@@ -305,7 +320,7 @@ private:
 };
 
 // Calls f(line) for each line of an input in order, scanning and hashing 16 lines ahead:
-// the slot is prefetched 16 lines ahead and, when probing for lines of another input
+// the slot is prefetched 16 lines ahead and, when f compares lines with the indexed text
 // (kPrefetchText), the text of a slot with a matching tag 8 lines ahead.
 template <bool kPrefetchText, class F>
 void for_each_line(const LineIndex& index, LineScanner& scan, F f) {
@@ -655,6 +670,49 @@ void check_set_intersection_slots(const Arguments&, const std::vector<std::strin
     check_party_slots("private_set_intersection", why, n, outputs, "output_data");
 }
 
+// The lines of a probing input that the index may hold (a slot of their run has their tag),
+// checked against the indexed text in batches of kBatch: the scan gathers them, then each check
+// prefetches the text kAhead candidates further, its address read from the batch rather than
+// from a slot that may itself still be on its way. (Checking each line as it is scanned, the
+// text prefetched from its slot 8 lines ahead, made the probing pass ~30% longer.)
+// Calls f(slot, line), in the lines' order, for each line the index holds.
+class Candidates {
+public:
+    explicit Candidates(LineIndex& index) : index_(index), batch_(kBatch) {}
+
+    template <class F>
+    void add(uint64_t* slot, const Line& line, F f) {
+        batch_[size_++] = {slot, LineIndex::offset(*slot), line};
+        if (size_ == kBatch) flush(f);
+    }
+
+    // Checks the candidates gathered.
+    template <class F>
+    void flush(F f) {
+        constexpr size_t kAhead = 8;
+        for (size_t i = 0; i < size_ && i < kAhead; ++i) __builtin_prefetch(index_.text() + batch_[i].at);
+        for (size_t i = 0; i < size_; ++i) {
+            if (i + kAhead < size_) __builtin_prefetch(index_.text() + batch_[i + kAhead].at);
+            const Candidate& c = batch_[i];
+            uint64_t* slot = index_.holds(*c.slot, c.line) ? c.slot : index_.probe(c.line);  // else a tag shared
+            if (*slot) f(slot, c.line);
+        }
+        size_ = 0;
+    }
+
+private:
+    static constexpr size_t kBatch = 1024;
+    struct Candidate {
+        uint64_t* slot;
+        size_t at;  // where the slot's line starts in the indexed text
+        Line line;
+    };
+
+    LineIndex& index_;
+    std::vector<Candidate> batch_;
+    size_t size_ = 0;
+};
+
 Bytes run_private_set_intersection(const Arguments& args, const Inputs& inputs, Outputs& outputs) {
     bool membership = args.str("mode") == "membership";
     size_t n = inputs.size();
@@ -679,19 +737,24 @@ Bytes run_private_set_intersection(const Arguments& args, const Inputs& inputs, 
         size_t held = 0;            // distinct items common to all inputs
         std::vector<Keyed> common;  // each item as the last input processed holds it
         if (!membership) common.reserve(lines);
+        Candidates candidates(index);
         for (size_t round = 1; round < n; ++round) {
             LineScanner scan(*input[order[round]]);
             bool last = round + 1 == n;
-            for_each_line<true>(index, scan, [&](const Line& line) {
-                uint64_t* slot = index.probe(line);
-                if (!*slot || LineIndex::count(*slot) != round) return;
+            auto found = [&](uint64_t* slot, const Line& line) {
+                if (LineIndex::count(*slot) != round) return;
                 LineIndex::set_count(slot, static_cast<unsigned>(round + 1));
                 if (!last) return;
                 if (membership)
                     ++held;
                 else
                     common.push_back(keyed(line));
+            };
+            for_each_line<false>(index, scan, [&](const Line& line) {
+                uint64_t* slot = index.candidate(line);
+                if (*slot) candidates.add(slot, line, found);
             });
+            candidates.flush(found);
         }
 
         if (membership) {
