@@ -292,6 +292,27 @@ def test_private_set_intersection_against_python_sets(world, tmp_path: Path, par
         assert outputs[f"output_data{i}"] == "".join("1" if x in common else "0" for x in each).encode()
 
 
+def test_private_set_intersection_many_lines_duplicates_and_crlf(world, tmp_path: Path) -> None:
+    """Inputs of many candidate batches (1,024 lines each), duplicates straddling them, a CRLF input, 4 rounds."""
+    rng = random.Random(7)
+    universe = [f"{rng.getrandbits(64):x}" for _ in range(12_000)]
+    shared = universe[:3000]
+    items = [shared + rng.sample(universe[3000:], 5000) + rng.choices(universe, k=2000) for _ in range(4)]
+    for each in items:
+        rng.shuffle(each)
+    texts = ["\n".join(each).encode() for each in items[:3]] + ["\r\n".join(items[3]).encode() + b"\r\n"]
+    common = set.intersection(*(set(each) for each in items))
+
+    value, outputs = psi(world, tmp_path, texts)
+    assert value == f"{len(common)} common items".encode() and len(common) >= 3000
+    expected = "".join(f"{x}\n" for x in sorted(common)).encode()
+    assert outputs == {f"output_data{i}": expected for i in range(4)}
+
+    value, outputs = psi(world, tmp_path, texts, "membership")
+    for i, each in enumerate(items):
+        assert outputs[f"output_data{i}"] == "".join("1" if x in common else "0" for x in each).encode()
+
+
 def test_private_set_intersection_sorts_many_items_as_bytes(world, tmp_path: Path) -> None:
     """Beyond 65,536 common items the sort is a radix sort on 8-byte prefixes, then by comparison within a prefix."""
     rng = random.Random(11)
