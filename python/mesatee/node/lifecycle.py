@@ -76,13 +76,16 @@ def task_status(conn: sqlite3.Connection, task_id: bytes) -> str:
     return "DataAssigned"
 
 
-def transition(conn: sqlite3.Connection, task_id: bytes, target: str, *, error: str | None = None) -> str:
+def transition(
+    conn: sqlite3.Connection, task_id: bytes, target: str, *, error: str | None = None, current: str | None = None
+) -> str:
     """Move the task to ``target`` (a stored status); return the status it had.
 
     ``TaskStateError`` for a move not in :data:`TRANSITIONS`. Leaving Running
-    clears the task's lease (see :mod:`mesatee.node.scheduler`).
+    clears the task's lease (see :mod:`mesatee.node.scheduler`). ``current``:
+    the status the caller read in this same transaction (saves reading it again).
     """
-    current = task_status(conn, task_id)
+    current = task_status(conn, task_id) if current is None else current
     if target not in TRANSITIONS[current] or target not in STORED:
         raise TaskStateError(
             f"task {task_id.hex()} cannot go from {current} to {target}", current=current, target=target

@@ -694,10 +694,11 @@ def store_result(conn: sqlite3.Connection, task_id: bytes, result: TaskResult, b
         "INSERT INTO results (task_id, receipt, signature, return_value, created_at) VALUES (?, ?, ?, ?, ?)",
         (task_id, result.receipt_bytes, result.signature, _hex_map(result.return_value), int(time.time())),
     )
-    conn.executemany(
-        "INSERT INTO result_outputs (task_id, slot, blob_id, keys) VALUES (?, ?, ?, ?)",
-        [(task_id, slot, blob_ids[slot], _hex_map(o.keys)) for slot, o in result.outputs.items()],
-    )
+    if result.outputs:
+        conn.executemany(
+            "INSERT INTO result_outputs (task_id, slot, blob_id, keys) VALUES (?, ?, ?, ?)",
+            [(task_id, slot, blob_ids[slot], _hex_map(o.keys)) for slot, o in result.outputs.items()],
+        )
 
 
 def _hex_map(value: Any) -> bytes:

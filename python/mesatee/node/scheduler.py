@@ -269,7 +269,7 @@ class Scheduler:
             if row is None:
                 return None
             task_id, manifest, attempts, timeout = row
-            transition(conn, task_id, "Running")
+            transition(conn, task_id, "Running", current="Staged")
             conn.execute(
                 "UPDATE tasks SET lease_owner = ?, lease_until = ?, deadline = ?, started_at = ?, "
                 "attempts = attempts + 1 WHERE task_id = ?",
@@ -305,8 +305,15 @@ class Scheduler:
     # ----------------------------------------------------------------------- ends of a run
 
     def _holds(self, conn: sqlite3.Connection, task_id: bytes) -> bool:
-        row = conn.execute("SELECT status, lease_owner FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        return row is not None and row[0] == "running" and row[1] == self.owner
+        return self._lease(conn, task_id)[0]
+
+    def _lease(self, conn: sqlite3.Connection, task_id: bytes) -> tuple[bool, bool]:
+        """Whether this worker's lease on the task still holds (it is Running), and whether it has a result."""
+        row = conn.execute(
+            "SELECT status, lease_owner, EXISTS (SELECT 1 FROM results WHERE task_id = ?) FROM tasks WHERE task_id = ?",
+            (task_id, task_id),
+        ).fetchone()
+        return row is not None and row[0] == "running" and row[1] == self.owner, bool(row and row[2])
 
     def _commit(self, claim: _Claim, result: TaskResult) -> None:
         from mesatee.node.node import store_result  # the node owns the results' layout
@@ -314,12 +321,13 @@ class Scheduler:
         blob_ids = {slot: self.blobs.put(output.file) for slot, output in result.outputs.items()}
         committed = False
         with self.db.transaction() as conn:
-            if self._holds(conn, claim.task_id):
+            holds, has_result = self._lease(conn, claim.task_id)
+            if holds:
                 # The first committed result wins: a result already there came from an earlier run of this task.
-                if conn.execute("SELECT 1 FROM results WHERE task_id = ?", (claim.task_id,)).fetchone() is None:
+                if not has_result:
                     store_result(conn, claim.task_id, result, blob_ids)
                     committed = True
-                self._finish(conn, claim.task_id, "Finished", audit.ACCEPTED, "")
+                self._finish(conn, claim.task_id, "Finished", audit.ACCEPTED, "", current="Running")
         if not committed:
             with self.db.transaction() as conn:  # a late run: its output blobs go unless something else uses them
                 for blob_id in blob_ids.values():
@@ -334,8 +342,10 @@ class Scheduler:
         self._changed()
 
     @staticmethod
-    def _finish(conn: sqlite3.Connection, task_id: bytes, status: str, outcome: str, detail: str) -> None:
-        transition(conn, task_id, status, error=detail or None)
+    def _finish(
+        conn: sqlite3.Connection, task_id: bytes, status: str, outcome: str, detail: str, *, current: str | None = None
+    ) -> None:
+        transition(conn, task_id, status, error=detail or None, current=current)
         audit.append(conn, party=ENCLAVE, action="task.run", target=task_id.hex(), outcome=outcome, detail=detail)
 
     def _retry_or_fail(self, claim: _Claim, reason: str) -> None:
