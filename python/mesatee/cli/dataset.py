@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ def upload(session: SessionOptions, file: Path) -> None:
     """
     with (
         session.open() as opened,
-        click.progressbar(length=1, label="uploading", file=click.get_text_stream("stderr")) as bar,
+        click.progressbar(length=1, label="uploading", file=sys.stderr) as bar,
     ):
 
         def progress(sent: int, total: int) -> None:

@@ -398,7 +398,9 @@ def result(session: SessionOptions, task_id: bytes, output_dir: Path | None) -> 
         click.echo(f"output {slot}: deleted from the node", err=True)
     value = opened_result.return_value
     if value is not None:
-        click.get_binary_stream("stdout").write(value if value.endswith(b"\n") else value + b"\n")
+        sys.stdout.flush()  # the return value's bytes as they are, after any text already written
+        sys.stdout.buffer.write(value if value.endswith(b"\n") else value + b"\n")
+        sys.stdout.buffer.flush()
 
 
 @task.command("delete-result")
