@@ -138,6 +138,8 @@ def test_keys_sorted_by_utf8_bytes_shorter_first() -> None:
         ("\ud800", "surrogate"),
         (_nested(MAX_DEPTH + 1, 0), "deeper"),
         ([_nested(MAX_DEPTH, {})], "deeper"),
+        (_nested(MAX_DEPTH, {"a": 1}), "deeper"),
+        (_nested(MAX_DEPTH, [1]), "deeper"),
     ],
 )
 def test_encode_refuses_what_has_no_canonical_form(value: object, message: str) -> None:

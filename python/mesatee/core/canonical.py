@@ -164,13 +164,18 @@ class _NotFast(Exception):
 _first = itemgetter(0)
 
 
+_PLAIN = frozenset({str, bytes, int, bool, type(None)})
+
+
 def _fast(value: Any, depth: int) -> Any:
     """``value`` ready for msgpack (maps sorted), for the plain types only; ``_NotFast`` for anything else."""
     if depth > MAX_DEPTH:
         raise _NotFast
     kind = type(value)
-    if kind is str or kind is bytes or kind is int or kind is bool or value is None:
+    if kind in _PLAIN:
         return value
+    # Below, a plain element is taken as it is (no call): the depth check above is all it would get.
+    inner = depth + 1 <= MAX_DEPTH
     if kind is dict:
         if len(value) > MAX_ELEMENTS:
             raise _NotFast
@@ -178,13 +183,13 @@ def _fast(value: Any, depth: int) -> Any:
         for key, item in value.items():
             if type(key) is not str:
                 raise _NotFast
-            items.append((key, _fast(item, depth + 1)))
+            items.append((key, item if inner and type(item) in _PLAIN else _fast(item, depth + 1)))
         items.sort(key=_first)  # code point order is UTF-8 byte order
         return dict(items)
     if kind is list or kind is tuple:
         if len(value) > MAX_ELEMENTS:
             raise _NotFast
-        return [_fast(item, depth + 1) for item in value]
+        return [item if inner and type(item) in _PLAIN else _fast(item, depth + 1) for item in value]
     if kind is float and not math.isnan(value):
         return value
     raise _NotFast
