@@ -133,3 +133,51 @@ def test_a_teaclave_encrypted_dataset_is_a_task_input(node_world: NodeWorld) -> 
         client.grant(task_id)
         client.approve(task_id)
     assert dict(alice.run(task_id, timeout=30).outputs) == {"output_result1": b"0101010"}
+
+
+class ReplayingNode:
+    """A dishonest node that answers every question about one task with another (finished) task's answers."""
+
+    def __init__(self, world: NodeWorld, asked: bytes, served: bytes) -> None:
+        self._api, self._asked, self._served = world.api, asked, served
+        sign = mesatee.node.sign_request
+        alice = world.parties["alice"]
+        self._view = world.api.get_task(sign(alice, "task.view", served.hex()), served)
+        self._result = world.api.fetch_result(sign(alice, "output.fetch", served.hex()), served)
+        self._head = world.api.fetch_result_head(sign(alice, "output.fetch", served.hex()), served)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._api, name)
+
+    def get_task(self, request: object, task_id: bytes) -> object:
+        return self._view if task_id == self._asked else self._api.get_task(request, task_id)
+
+    def watch_task(self, request: object, task_id: bytes, **options: object) -> object:
+        return self._view if task_id == self._asked else self._api.watch_task(request, task_id, **options)
+
+    def fetch_result(self, request: object, task_id: bytes) -> bytes:
+        return self._result
+
+    def fetch_result_head(self, request: object, task_id: bytes) -> bytes:
+        return self._head
+
+
+def test_the_client_refuses_another_tasks_view_and_result(node_world: NodeWorld) -> None:
+    """A node cannot pass an older task (and its genuine receipt) off as the one the party asked for."""
+    from mesatee.errors import FormatError
+
+    alice = node_world.client("alice")
+    first = node_world.echo(message="first")
+    assert alice.run(first, timeout=30).return_value == b"first"
+    second = node_world.echo(message="second")
+    lying = mesatee.Client(ReplayingNode(node_world, second, first), node_world.parties["alice"], node_world.policy)
+    for call in (
+        lambda: lying.task(second),
+        lambda: lying.wait(second, 5),
+        lambda: lying.result(second),
+        lambda: lying.result(second, wait=5),
+    ):
+        with pytest.raises(FormatError, match="another task"):
+            call()
+    with pytest.raises(FormatError, match="another task"):
+        lying.approve(second)  # nor approve a manifest the party did not name

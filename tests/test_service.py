@@ -222,3 +222,20 @@ def test_plain_http_beyond_loopback_is_refused_unless_asked(tmp_path: Path) -> N
     with pytest.raises(InvalidArgumentError, match="not a loopback address"):
         serve(tmp_path / "node", host="0.0.0.0")
     assert not (tmp_path / "node").exists()  # refused before anything was opened
+
+
+def test_a_body_is_read_only_for_an_admitted_partys_request(served: tuple[NodeWorld, ServiceProcess]) -> None:
+    """Bodies are buffered in memory (up to max_body each): nobody but an admitted party, signing afresh, gets the
+    service to hold one. A stranger's request is refused before its body is read."""
+    _world, service = served
+    stranger = mesatee.Party.generate()
+    request = sign_request(stranger, "task.create", "00" * 16, b"x" * 1000)
+    host, port = service.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(
+            b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\nContent-Length: 1000\r\n"
+            + REQUEST_HEADER.encode() + b": " + base64.b64encode(request.to_bytes()) + b"\r\n\r\n"
+        )  # fmt: skip
+        answer = raw.recv(4096)  # the body never comes: the answer must not wait for it
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b"unknown party" in answer

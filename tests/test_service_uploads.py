@@ -237,3 +237,29 @@ def test_idle_sessions_and_leftovers_expire(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == [".lock"]
     with pytest.raises(NotFoundError):
         staging.session(session.upload_id)
+
+
+@pytest.mark.parametrize("offset", [-4, 100])
+def test_an_upload_offset_out_of_range_from_the_node_is_refused(offset: int) -> None:
+    """The node is untrusted: an offset before the upload's start would make the client send bytes of its stream
+    it was never asked to (here a secret before the ciphertext), one past its end would skip the bytes."""
+    from mesatee.errors import FormatError
+    from mesatee.parties import Party
+
+    sent: list[bytes] = []
+
+    def lying(request: httpx.Request) -> httpx.Response:
+        sent.append(request.read())
+        if request.method == "POST" and request.url.path == "/v1/uploads":
+            answer = {"upload_id": "ab" * 16, "offset": offset, "size": 10}
+            return httpx.Response(200, content=canonical.encode(answer))
+        return httpx.Response(200, content=canonical.encode({"offset": 10, "dataset_id": bytes(32)}))
+
+    node = RemoteNode("http://node.invalid")
+    node._http = httpx.Client(base_url="http://node.invalid/v1", transport=httpx.MockTransport(lying))
+    stream = io.BytesIO(b"SECRciphertext")
+    stream.seek(4)
+    request = sign_request(Party.generate(), "dataset.upload", "00" * 32, body_digest=bytes(32))
+    with pytest.raises(FormatError, match="offset"):
+        node.upload_dataset(request, stream)
+    assert not any(b"SECR" in body for body in sent) and len(sent) == 1

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from mesatee.core.files import DEFAULT_CHUNK_SIZE, FORMAT_MESATEE
 from mesatee.core.manifest import EnclaveRequirement, FunctionRef, InputSlot, Manifest, ResultHead, TaskResult
-from mesatee.errors import InvalidArgumentError, TaskStateError
+from mesatee.errors import FormatError, InvalidArgumentError, TaskStateError
 from mesatee.node.node import MAX_WATCH, DatasetView, TaskView, invoke_options
 from mesatee.node.policy import UsagePolicy
 from mesatee.node.requests import SignedRequest, sign_request
@@ -246,7 +246,7 @@ class Client:
         return chosen
 
     def task(self, task_id: bytes) -> TaskView:
-        return self.node.get_task(self._sign("task.view", task_id.hex()), task_id)
+        return _of_task(self.node.get_task(self._sign("task.view", task_id.hex()), task_id), task_id)
 
     def tasks(self) -> list[TaskView]:
         """The tasks this party takes part in."""
@@ -272,6 +272,7 @@ class Client:
         while True:
             left = MAX_WATCH if deadline is None else min(MAX_WATCH, max(0.0, deadline - time.monotonic()))
             view = self.node.watch_task(self._sign("task.view", task_id.hex()), task_id, after=seen, timeout=left)
+            view = _of_task(view, task_id)
             if view.status != seen:
                 seen = view.status
                 if on_progress is not None:
@@ -317,3 +318,11 @@ class Client:
     def delete_result(self, task_id: bytes) -> list[str]:
         """Delete this party's outputs of the task; return their slots."""
         return self.node.delete_result(self._sign("result.delete", task_id.hex()), task_id)
+
+
+def _of_task(view: TaskView, task_id: bytes) -> TaskView:
+    """The node's view, refused unless it is of the task asked for: a node could otherwise pass another task (its
+    manifest, and a result with a genuine receipt for it) off as this one."""
+    if view.task_id != task_id:
+        raise FormatError(f"the node answered with another task ({view.task_id.hex()}) than {task_id.hex()}")
+    return view

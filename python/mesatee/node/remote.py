@@ -259,17 +259,17 @@ class RemoteNode:
                 fields={"size": size, "format": format},
             )  # fmt: skip
             path = f"/uploads/{quote(session['upload_id'], safe='')}"
-            offset: int | None = session["offset"]
+            offset: int | None = _offset(session["offset"], size)
             for attempt in range(UPLOAD_RESUMES + 1):
                 try:
                     if offset is None:  # after a dropped connection: where the service's staged bytes end
-                        offset = self._call("GET", path, None, {"offset": int, "size": int})["offset"]
+                        offset = _offset(self._call("GET", path, None, {"offset": int, "size": int})["offset"], size)
                     if offset < size:
                         stream.seek(start + offset)
-                        offset = self._call(
+                        offset = _offset(self._call(
                             "PUT", path, None, {"offset": int}, content=_pieces(stream, size - offset),
                             params={"offset": offset},
-                        )["offset"]  # fmt: skip
+                        )["offset"], size)  # fmt: skip
                     break
                 except httpx.TransportError:
                     if attempt == UPLOAD_RESUMES:
@@ -344,6 +344,14 @@ class RemoteNode:
         if not all(isinstance(slot, str) for slot in slots):
             raise FormatError("the node's answer: slots must be strings")
         return slots
+
+
+def _offset(offset: int, size: int) -> int:
+    """Where the node says an upload's staged bytes end: within the upload (the client seeks its stream there, and
+    must never send what lies before the upload's start)."""
+    if not 0 <= offset <= size:
+        raise FormatError(f"the node's answer: an upload offset of {offset} is outside the upload's {size} bytes")
+    return offset
 
 
 def _pieces(stream: BinaryIO, length: int) -> Iterator[bytes]:

@@ -134,8 +134,14 @@ async def _no_body(request: Request) -> None:
             raise Refusal(400, InvalidArgumentError("this route takes no body"))
 
 
-async def _fields(request: Request, names: dict[str, type], limit: int) -> dict[str, Any]:
+async def _fields(
+    request: Request, names: dict[str, type], limit: int, node: Node, signed: bytes, action: str
+) -> dict[str, Any]:
+    """The msgpack body's fields, read only once the signed request is an admitted party's, fresh, for ``action``
+    (its body, nonce and the rest are the node method's to check): a body is held in memory up to ``limit``, and
+    only parties the operator admitted may make the service hold one."""
     _content_type(request, MSGPACK)
+    await _run(node.verifier.authenticate, signed, action=action)
     return msgpack_fields(await _body(request, limit), names, what="the request's body", max_size=limit)
 
 
@@ -255,7 +261,7 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
         """Open (or find again, to resume) an upload session: the header is the ``dataset.upload`` request that
         will commit it; the body ``{size, format}``."""
         signed = _signed(request)
-        fields = await _fields(request, {"size": int, "format": str}, limits.max_body)
+        fields = await _fields(request, {"size": int, "format": str}, limits.max_body, node, signed, "dataset.upload")
         if fields["size"] > limits.max_upload:
             raise Refusal(413, InvalidArgumentError(f"a dataset is at most {limits.max_upload} bytes"))
         parsed, party = await _run(node.verifier.authenticate, signed, action="dataset.upload")
@@ -327,7 +333,7 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
     async def set_dataset_policy(dataset_id: str, request: Request) -> Response:
         """Attach a usage policy (``dataset.set_policy``; body ``{policy}``)."""
         signed = _signed(request)
-        fields = await _fields(request, {"policy": bytes}, limits.max_body)
+        fields = await _fields(request, {"policy": bytes}, limits.max_body, node, signed, "dataset.set_policy")
         await _run(node.set_dataset_policy, signed, _hex(dataset_id, "dataset id", MAX_ID), fields["policy"])
         return _answer()
 
@@ -345,7 +351,7 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
     async def create_task(request: Request) -> Response:
         """Create a task (``task.create``; body ``{manifest}``)."""
         signed = _signed(request)
-        fields = await _fields(request, {"manifest": bytes}, limits.max_body)
+        fields = await _fields(request, {"manifest": bytes}, limits.max_body, node, signed, "task.create")
         return _answer(task_id=await _run(node.create_task, signed, fields["manifest"]))
 
     @app.get(f"{API_PREFIX}/tasks")
@@ -375,7 +381,7 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
     async def approve_task(task_id: str, request: Request) -> Response:
         """Approve a task (``task.approve``; body ``{signature}``)."""
         signed = _signed(request)
-        fields = await _fields(request, {"signature": bytes}, limits.max_body)
+        fields = await _fields(request, {"signature": bytes}, limits.max_body, node, signed, "task.approve")
         await _run(node.approve_task, signed, _hex(task_id, "task id", MAX_ID), fields["signature"])
         return _answer()
 
@@ -385,7 +391,7 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
         signed = _signed(request)
         if not 0 < len(slot) <= MAX_SLOT:
             raise InvalidArgumentError(f"a slot name is 1 to {MAX_SLOT} characters")
-        fields = await _fields(request, {"grant": bytes}, limits.max_body)
+        fields = await _fields(request, {"grant": bytes}, limits.max_body, node, signed, "input.assign")
         await _run(node.grant_input, signed, _hex(task_id, "task id", MAX_ID), slot, fields["grant"])
         return _answer()
 
@@ -393,7 +399,7 @@ def create_app(node: Node, limits: ServiceLimits | None = None) -> FastAPI:
     async def invoke_task(task_id: str, request: Request) -> Response:
         """Stage an approved task (``task.invoke``; body ``{options}``)."""
         signed = _signed(request)
-        fields = await _fields(request, {"options": bytes}, limits.max_body)
+        fields = await _fields(request, {"options": bytes}, limits.max_body, node, signed, "task.invoke")
         return _answer(status=await _run(node.invoke_task, signed, _hex(task_id, "task id", MAX_ID), fields["options"]))
 
     @app.post(f"{API_PREFIX}/tasks/{{task_id}}/cancel")
