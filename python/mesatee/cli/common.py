@@ -41,11 +41,17 @@ class CommandError(click.ClickException):
     """An expected failure of a command (exit status 1)."""
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (a remote node's messages may carry escape sequences) are
+    shown escaped."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in text)
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what failed (messages of mesatee's errors never hold key material)."""
     if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+        return printable(f"{exc.filename}: {exc.strerror or exc}")
+    return printable(" ".join(str(exc).split())) or type(exc).__name__
 
 
 class MesateeGroup(click.Group):

@@ -16,6 +16,7 @@ from mesatee.cli.common import (
     CommandError,
     MesateeGroup,
     SessionOptions,
+    printable,
     read_identity,
     session_options,
     when,
@@ -173,7 +174,7 @@ def _describe(view: TaskView, own_id: bytes) -> list[str]:
     owner = "public built-in" if function.owner is None else f"owned by {who(function.owner)}"
     lines = [
         f"task:      {view.task_id.hex()}",
-        f"status:    {view.status}" + (f": {view.error}" if view.error else ""),
+        f"status:    {view.status}" + (f": {printable(view.error)}" if view.error else ""),
         f"function:  {function.name} v{function.version} ({owner})",
         f"creator:   {who(manifest.creator)}",
         f"expires:   {when(manifest.expires_at)}",
@@ -325,7 +326,8 @@ def _follow(client: Client, task_id: bytes, timeout: float | None) -> TaskView:
     finally:
         line.finish()
     if view.status != "Finished":
-        raise CommandError(f"task {task_id.hex()} is {view.status}" + (f": {view.error}" if view.error else ""))
+        detail = f": {printable(view.error)}" if view.error else ""
+        raise CommandError(f"task {task_id.hex()} is {view.status}{detail}")
     click.echo(f"Finished after {line.elapsed:.1f} s", err=True)
     return view
 

@@ -131,8 +131,10 @@ class UploadStaging:
     @contextmanager
     def _locked(self, session: UploadSession, mode: str) -> Iterator[BinaryIO]:
         part, _meta = self._paths(session.upload_id)
+        # Never created here: a transfer racing a commit or an expiry must not leave a part file behind.
+        flags = os.O_RDONLY if mode == "rb" else os.O_WRONLY | os.O_APPEND
         try:
-            stream = open(part, mode)  # noqa: SIM115 - closed below
+            stream = os.fdopen(os.open(part, flags | os.O_CLOEXEC), mode)
         except FileNotFoundError:
             raise NotFoundError(f"no upload {session.upload_id}") from None
         with stream:
