@@ -239,3 +239,41 @@ def test_a_body_is_read_only_for_an_admitted_partys_request(served: tuple[NodeWo
         answer = raw.recv(4096)  # the body never comes: the answer must not wait for it
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     assert b"unknown party" in answer
+
+
+def test_a_node_that_drips_its_answer_is_given_up_on() -> None:
+    """Each byte within the read timeout, the whole answer never: the client stops waiting instead of hanging."""
+    import socket
+    import threading
+    import time
+
+    from mesatee.errors import NodeError
+    from mesatee.node.remote import RemoteNode
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/msgpack\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=drip, daemon=True).start()
+    started = time.monotonic()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with RemoteNode(url, timeout=1.0) as node, pytest.raises(NodeError, match="too slow"):
+            node.evidence(b"n" * 32)
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 10

@@ -66,6 +66,7 @@ UPLOAD_RESUMES = 6  # times one upload resumes after a dropped connection before
 RESUME_DELAY = 0.25  # seconds before the first resumption, doubled each time
 MAX_RESUME_DELAY = 5.0
 WATCH_MARGIN = 30.0  # seconds a watch's answer may take beyond the time it waits
+MIN_ANSWER_RATE = 1 << 14  # bytes per second an answer must keep up once its request's timeout has passed
 
 
 # --------------------------------------------------------------------------- errors on the wire
@@ -227,14 +228,17 @@ class RemoteNode:
         answer = self._http.send(sent, stream=True)
         if answer.status_code >= 400:
             with closing(answer):
-                body = _read(answer, MAX_ERROR_ANSWER, f"{method} {path}")
+                body = _read(answer, MAX_ERROR_ANSWER, f"{method} {path}", self._patience(timeout))
             raise error_from_body(answer.status_code, _json(body))
         return answer
 
     def _send(self, method: str, path: str, request: SignedRequest | bytes | None = None, *,
               max_size: int = MAX_ANSWER, **options: Any) -> bytes:  # fmt: skip
         with closing(self._open(method, path, request, **options)) as answer:
-            return _read(answer, max_size, f"{method} {path}")
+            return _read(answer, max_size, f"{method} {path}", self._patience(options.get("timeout")))
+
+    def _patience(self, timeout: float | None) -> float:
+        return timeout if timeout is not None else (self._http.timeout.read or 60.0)
 
     def _call(self, method: str, path: str, request: SignedRequest | bytes | None, names: dict[str, type],
               **options: Any) -> dict[str, Any]:  # fmt: skip
@@ -393,13 +397,18 @@ class _Download(io.RawIOBase):
         super().close()
 
 
-def _read(answer: httpx.Response, max_size: int, what: str) -> bytes:
-    """An answer's whole body, refused past ``max_size`` bytes (the service is untrusted)."""
+def _read(answer: httpx.Response, max_size: int, what: str, patience: float) -> bytes:
+    """An answer's whole body, refused past ``max_size`` bytes or when it comes slower than
+    :data:`MIN_ANSWER_RATE` after ``patience`` seconds (the service is untrusted: a byte now and then would
+    otherwise hold the caller forever, each read within its timeout)."""
     body = bytearray()
+    started = time.monotonic()
     for block in answer.iter_bytes():
         body += block
         if len(body) > max_size:
             raise NodeError(f"the node's answer to {what} exceeds {max_size} bytes")
+        if time.monotonic() - started > patience + len(body) / MIN_ANSWER_RATE:
+            raise NodeError(f"the node's answer to {what} is too slow ({len(body)} bytes in {patience:g}+ s)")
     return bytes(body)
 
 
