@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -812,6 +812,10 @@ def _sealed_map(path: str, value: object) -> MappingProxyType[bytes, bytes]:
     )
 
 
+def _sealed_to_hex(value: Mapping[bytes, bytes]) -> dict[str, bytes]:
+    return {k.hex(): v for k, v in value.items()}
+
+
 def _sealed_from_hex(path: str, value: object) -> dict[bytes, object]:
     return {_hex_id(path, k): v for k, v in _mapping(path, value).items()}
 
@@ -827,6 +831,14 @@ class OutputFile:
         object.__setattr__(self, "file", require_bytes("file", self.file))
         object.__setattr__(self, "keys", _sealed_map("keys", self.keys))
 
+    def _encode(self) -> dict[str, Any]:
+        return {"file": self.file, "keys": _sealed_to_hex(self.keys)}
+
+    @classmethod
+    def _decode(cls, value: object) -> OutputFile:
+        o = _fields(value, ("file", "keys"))
+        return cls(o["file"], _sealed_from_hex("keys", o["keys"]))
+
 
 @dataclass(frozen=True)
 class OutputInfo:
@@ -839,17 +851,30 @@ class OutputInfo:
         _int("size", self.size, 0, _I64_MAX)
         object.__setattr__(self, "keys", _sealed_map("keys", self.keys))
 
+    def _encode(self) -> dict[str, Any]:
+        return {"size": self.size, "keys": _sealed_to_hex(self.keys)}
+
+    @classmethod
+    def _decode(cls, value: object) -> OutputInfo:
+        o = _fields(value, ("size", "keys"))
+        return cls(o["size"], _sealed_from_hex("keys", o["keys"]))
+
+
+_Output = TypeVar("_Output", OutputFile, OutputInfo)
+_Signed = TypeVar("_Signed", bound="_SignedOutputs[Any]")
+
 
 @dataclass(frozen=True)
-class ResultHead:
-    """A result without its output files: the signed receipt, each output's size and keys, the return values.
+class _SignedOutputs(Generic[_Output]):
+    """The signed receipt, the outputs (``_OUTPUT``: files, or only their sizes) and the sealed return values: the
+    one layout of :class:`TaskResult` and :class:`ResultHead`."""
 
-    What a party needs before it downloads an output (``docs/node.md``): the receipt holds each file's digest.
-    """
+    _OUTPUT: ClassVar[type]
+    _WHAT: ClassVar[str]
 
     receipt_bytes: bytes = field(repr=False)
     signature: bytes = field(repr=False)
-    outputs: Mapping[str, OutputInfo]
+    outputs: Mapping[str, _Output]
     return_value: Mapping[bytes, bytes] = field(repr=False)
 
     def __post_init__(self) -> None:
@@ -858,8 +883,10 @@ class ResultHead:
         outputs = _mapping("outputs", self.outputs)
         for slot, output in outputs.items():
             check_slot("outputs", slot)
-            if not isinstance(output, OutputInfo):
-                raise InvalidArgumentError(f"outputs[{slot!r}] must be an OutputInfo, not {type(output).__name__}")
+            if not isinstance(output, self._OUTPUT):
+                raise InvalidArgumentError(
+                    f"outputs[{slot!r}] must be an {self._OUTPUT.__name__}, not {type(output).__name__}"
+                )
         object.__setattr__(self, "outputs", MappingProxyType(dict(outputs)))
         object.__setattr__(self, "return_value", _sealed_map("return_value", self.return_value))
 
@@ -868,32 +895,38 @@ class ResultHead:
             {
                 "receipt": self.receipt_bytes,
                 "signature": self.signature,
-                "outputs": {
-                    slot: {"size": output.size, "keys": {k.hex(): v for k, v in output.keys.items()}}
-                    for slot, output in self.outputs.items()
-                },
-                "return_value": {k.hex(): v for k, v in self.return_value.items()},
+                "outputs": {slot: output._encode() for slot, output in self.outputs.items()},
+                "return_value": _sealed_to_hex(self.return_value),
             }
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview, *, max_size: int = MAX_RESULT_SIZE) -> ResultHead:
-        """Parse a head sent by a node (strictly: the node is untrusted). ``max_size`` bounds its encoding."""
+    def from_bytes(
+        cls: type[_Signed], data: bytes | bytearray | memoryview, *, max_size: int = MAX_RESULT_SIZE
+    ) -> _Signed:
+        """Parse one sent by a node (strictly: the node is untrusted). ``max_size`` bounds its encoding."""
         value = canonical.decode(data, max_size=max_size)
 
-        def build() -> ResultHead:
+        def build() -> _Signed:
             m = _fields(value, ("receipt", "signature", "outputs", "return_value"))
-            outputs = {}
-            for slot, item in _mapping("outputs", m["outputs"]).items():
-
-                def output(item: object = item) -> OutputInfo:
-                    o = _fields(item, ("size", "keys"))
-                    return OutputInfo(o["size"], _sealed_from_hex("keys", o["keys"]))
-
-                outputs[slot] = _within(f"outputs[{str(slot)[:64]!r}]", output)
+            outputs = {
+                slot: _within(f"outputs[{str(slot)[:64]!r}]", lambda item=item: cls._OUTPUT._decode(item))
+                for slot, item in _mapping("outputs", m["outputs"]).items()
+            }
             return cls(m["receipt"], m["signature"], outputs, _sealed_from_hex("return_value", m["return_value"]))
 
-        return _parse("result head", build)
+        return _parse(cls._WHAT, build)
+
+
+@dataclass(frozen=True)
+class ResultHead(_SignedOutputs[OutputInfo]):
+    """A result without its output files: the signed receipt, each output's size and keys, the return values.
+
+    What a party needs before it downloads an output (``docs/node.md``): the receipt holds each file's digest.
+    """
+
+    _OUTPUT = OutputInfo
+    _WHAT = "result head"
 
     def verify(self, manifest_hash: bytes, enclave_signing_key: bytes | Ed25519PublicKey) -> Receipt:
         """Check everything but the output files against the task and the attested enclave; return the receipt.
@@ -939,55 +972,11 @@ class ResultHead:
 
 
 @dataclass(frozen=True)
-class TaskResult:
+class TaskResult(_SignedOutputs[OutputFile]):
     """The enclave's result: the signed receipt, the output files and the sealed return values."""
 
-    receipt_bytes: bytes = field(repr=False)
-    signature: bytes = field(repr=False)
-    outputs: Mapping[str, OutputFile]
-    return_value: Mapping[bytes, bytes] = field(repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "receipt_bytes", require_bytes("receipt", self.receipt_bytes))
-        object.__setattr__(self, "signature", require_bytes("signature", self.signature, SIGNATURE_SIZE))
-        outputs = _mapping("outputs", self.outputs)
-        for slot, output in outputs.items():
-            check_slot("outputs", slot)
-            if not isinstance(output, OutputFile):
-                raise InvalidArgumentError(f"outputs[{slot!r}] must be an OutputFile, not {type(output).__name__}")
-        object.__setattr__(self, "outputs", MappingProxyType(dict(outputs)))
-        object.__setattr__(self, "return_value", _sealed_map("return_value", self.return_value))
-
-    def to_bytes(self) -> bytes:
-        return canonical.encode(
-            {
-                "receipt": self.receipt_bytes,
-                "signature": self.signature,
-                "outputs": {
-                    slot: {"file": output.file, "keys": {k.hex(): v for k, v in output.keys.items()}}
-                    for slot, output in self.outputs.items()
-                },
-                "return_value": {k.hex(): v for k, v in self.return_value.items()},
-            }
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview, *, max_size: int = MAX_RESULT_SIZE) -> TaskResult:
-        value = canonical.decode(data, max_size=max_size)
-
-        def build() -> TaskResult:
-            m = _fields(value, ("receipt", "signature", "outputs", "return_value"))
-            outputs = {}
-            for slot, item in _mapping("outputs", m["outputs"]).items():
-
-                def output(item: object = item) -> OutputFile:
-                    o = _fields(item, ("file", "keys"))
-                    return OutputFile(o["file"], _sealed_from_hex("keys", o["keys"]))
-
-                outputs[slot] = _within(f"outputs[{str(slot)[:64]!r}]", output)
-            return cls(m["receipt"], m["signature"], outputs, _sealed_from_hex("return_value", m["return_value"]))
-
-        return _parse("result", build)
+    _OUTPUT = OutputFile
+    _WHAT = "result"
 
     @property
     def head(self) -> ResultHead:
