@@ -103,19 +103,15 @@ def node_world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
     ``RemoteNode`` of a service serving the same folder in a subprocess, which runs the tasks (the test's
     ``Node`` only admits parties and reads the audit log: workers=0).
     """
-    from mesatee.node.remote import RemoteNode
-    from node_host import open_world, start_service
+    from node_host import open_world, served_world
 
     monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "home"))
-    remote = request.param == "remote"
-    world = open_world(tmp_path / "node", workers=0 if remote else 2)
-    service = start_service(tmp_path / "node", workers=2) if remote else None
-    if service is not None:
-        world.api = RemoteNode(service.url)
+    if request.param == "remote":
+        with served_world(tmp_path / "node") as (world, _service):
+            yield world
+        return
+    world = open_world(tmp_path / "node", workers=2)
     try:
         yield world
     finally:
-        if service is not None:
-            world.api.close()  # type: ignore[attr-defined]
-            service.stop()
         world.node.close()

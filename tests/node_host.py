@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,3 +138,22 @@ def start_service(node_path: Path, *, workers: int = 2, port: int | None = None,
     service = ServiceProcess(process, f"http://127.0.0.1:{port}", log)
     service.wait_ready()
     return service
+
+
+@contextmanager
+def served_world(path: Path, *, workers: int = 2, **limits: Any) -> Iterator[tuple[NodeWorld, ServiceProcess]]:
+    """A world whose clients talk to a service of the node in ``path`` (a subprocess with ``workers`` enclave
+    workers: it runs the tasks; the world's own ``Node`` only admits parties and reads, workers=0); closed after."""
+    from mesatee.node.remote import RemoteNode
+
+    world = open_world(path, workers=0)
+    try:
+        service = start_service(path, workers=workers, **limits)
+        try:
+            with RemoteNode(service.url) as remote:
+                world.api = remote
+                yield world, service
+        finally:
+            service.stop()
+    finally:
+        world.node.close()

@@ -29,7 +29,7 @@ from mesatee.errors import (
 from mesatee.node import UsagePolicy, sign_request
 from mesatee.node.remote import REQUEST_HEADER, RemoteNode, error_body, error_from_body
 from mesatee.service import check_transport, serve
-from node_host import NodeWorld, ServiceProcess, open_world, start_service
+from node_host import NodeWorld, ServiceProcess, served_world
 
 MAX_BODY = 4096
 
@@ -39,15 +39,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeWorld
     folder = tmp_path_factory.mktemp("service")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MESATEE_HOME", str(folder / "home"))
-        world = open_world(folder / "node", workers=0)
-        service = start_service(folder / "node", workers=1, max_body=MAX_BODY)
-        world.api = RemoteNode(service.url)
-        try:
-            yield world, service
-        finally:
-            world.api.close()  # type: ignore[attr-defined]
-            service.stop()
-            world.node.close()
+        with served_world(folder / "node", workers=1, max_body=MAX_BODY) as served:
+            yield served
 
 
 def _refused(answer: httpx.Response, code: int) -> str:
@@ -248,7 +241,6 @@ def test_a_node_that_drips_its_answer_is_given_up_on() -> None:
     import time
 
     from mesatee.errors import NodeError
-    from mesatee.node.remote import RemoteNode
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

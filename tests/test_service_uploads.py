@@ -22,7 +22,7 @@ from mesatee.node import remote as remote_module
 from mesatee.node import sign_request
 from mesatee.node.remote import REQUEST_HEADER, RemoteNode
 from mesatee.service.uploads import UploadStaging
-from node_host import NodeWorld, ServiceProcess, open_world, start_service
+from node_host import NodeWorld, ServiceProcess, served_world, start_service
 
 MAX_UPLOAD = 8 << 20
 
@@ -30,15 +30,8 @@ MAX_UPLOAD = 8 << 20
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[NodeWorld, ServiceProcess]]:
     monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "home"))
-    world = open_world(tmp_path / "node", workers=0)
-    service = start_service(tmp_path / "node", workers=1, max_upload=MAX_UPLOAD, max_uploads_per_party=2)
-    world.api = RemoteNode(service.url)
-    try:
-        yield world, service
-    finally:
-        world.api.close()  # type: ignore[attr-defined]
-        service.stop()
-        world.node.close()
+    with served_world(tmp_path / "node", workers=1, max_upload=MAX_UPLOAD, max_uploads_per_party=2) as served:
+        yield served
 
 
 def _upload_request(world: NodeWorld, data: bytes, party: str = "alice"):

@@ -13,7 +13,7 @@ import pytest
 import mesatee
 from conftest import REPO
 from mesatee.parties import Party, PartyIdentity
-from node_host import NodeWorld, ServiceProcess, open_world, start_service
+from node_host import NodeWorld, ServiceProcess, served_world
 
 BANKS = REPO.parent / "shared" / "fixtures" / "teaclave" / "private_join_and_compute" / "three_party_data"
 PASSPHRASE = "bank passphrase"
@@ -22,13 +22,8 @@ PASSPHRASE = "bank passphrase"
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[NodeWorld, ServiceProcess]]:
     monkeypatch.setenv("MESATEE_HOME", str(tmp_path / "home"))
-    world = open_world(tmp_path / "node", workers=0)
-    service = start_service(tmp_path / "node", workers=4)
-    try:
-        yield world, service
-    finally:
-        service.stop()
-        world.node.close()
+    with served_world(tmp_path / "node", workers=4) as served:
+        yield served
 
 
 def bank(conn: Connection, url: str, party_file: str, mrenclave: bytes, data: bytes, creator: bool) -> None:
