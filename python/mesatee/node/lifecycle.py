@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+from collections.abc import Iterable
 
 from mesatee.core.manifest import Manifest
 from mesatee.errors import TaskStateError
@@ -63,17 +64,25 @@ def stored_manifest(data: bytes) -> Manifest:
     return _parse_small_manifest(data) if len(data) <= _CACHED_MANIFEST_SIZE else Manifest.from_bytes(data)
 
 
-def task_status(conn: sqlite3.Connection, task_id: bytes) -> str:
-    """The task's Teaclave status: stored once it is staged, derived from its grants and approvals before."""
-    manifest_bytes, stored, _error = task_row(conn, task_id)
+def status_of(stored: str, manifest: Manifest, approved: Iterable[bytes], granted: Iterable[str]) -> str:
+    """The Teaclave status of a task stored as ``stored``: that status once it is staged, derived from the parties
+    that approved it and the slots granted before."""
     if stored != "created":
         return _FROM_STORED[stored]
-    manifest = stored_manifest(manifest_bytes)
-    if set(task_grants(conn, task_id)) != set(manifest.inputs):
+    if set(granted) != set(manifest.inputs):
         return "Created"
-    if set(task_approvals(conn, task_id)) >= set(manifest.participants):
+    if set(approved) >= set(manifest.participants):
         return "Approved"
     return "DataAssigned"
+
+
+def task_status(conn: sqlite3.Connection, task_id: bytes) -> str:
+    """The task's Teaclave status (:func:`status_of`), read from the database."""
+    manifest_bytes, stored, _error = task_row(conn, task_id)
+    if stored != "created":  # no grants or approvals to read
+        return _FROM_STORED[stored]
+    manifest = stored_manifest(manifest_bytes)
+    return status_of(stored, manifest, task_approvals(conn, task_id), task_grants(conn, task_id))
 
 
 def transition(

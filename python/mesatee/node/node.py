@@ -58,6 +58,7 @@ from mesatee.node.lifecycle import (
     FINAL_STATUSES,
     STATUSES,
     require_preparing,
+    status_of,
     stored_manifest,
     task_status,
     transition,
@@ -504,22 +505,18 @@ class Node:
 
     @staticmethod
     def _view(conn: sqlite3.Connection, task_id: bytes) -> TaskView:
-        manifest_bytes, _stored, error = task_row(conn, task_id)
-        attempts, updated_at = conn.execute(
-            "SELECT attempts, updated_at FROM tasks WHERE task_id = ?", (task_id,)
+        row = conn.execute(
+            "SELECT manifest, status, error, attempts, updated_at, EXISTS (SELECT 1 FROM results WHERE task_id = ?) "
+            "FROM tasks WHERE task_id = ?",
+            (task_id, task_id),
         ).fetchone()
-        has_result = conn.execute("SELECT 1 FROM results WHERE task_id = ?", (task_id,)).fetchone() is not None
-        return TaskView(
-            task_id,
-            stored_manifest(manifest_bytes),
-            task_status(conn, task_id),
-            error,
-            frozenset(task_approvals(conn, task_id)),
-            frozenset(task_grants(conn, task_id)),
-            has_result,
-            attempts,
-            updated_at,
-        )
+        if row is None:
+            raise NotFoundError(f"no task {task_id.hex()}")
+        manifest_bytes, stored, error, attempts, updated_at, has_result = row
+        manifest = stored_manifest(manifest_bytes)
+        approved, granted = frozenset(task_approvals(conn, task_id)), frozenset(task_grants(conn, task_id))
+        status = status_of(stored, manifest, approved, granted)
+        return TaskView(task_id, manifest, status, error, approved, granted, bool(has_result), attempts, updated_at)
 
     def list_tasks(self, request: SignedRequest | bytes) -> list[TaskView]:
         """The tasks the requester takes part in, oldest first."""
